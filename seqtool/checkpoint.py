@@ -1,0 +1,208 @@
+"""Checkpoint folders: safetensors + JSON + tokenizer + model card. No pickle.
+
+    <run>/best/, <run>/last/   config.json, model.safetensors, tokenizer files,
+                               MODEL_CARD.md
+    <run>/last/ also           trainer_state.json, optimizer.safetensors, rng.safetensors
+    <run>/metrics.jsonl        one line per evaluation
+
+Every folder is written to a temporary sibling and swapped in with os.replace,
+so a crash never leaves half a checkpoint. Loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from seqtool import __version__
+from seqtool.errors import CheckpointError
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+RNG_FILE = "rng.safetensors"
+STATE_FILE = "trainer_state.json"
+CARD_FILE = "MODEL_CARD.md"
+
+
+def atomic_folder_write(folder: Path, write: Any) -> None:
+    """Call write(tmp_folder), then swap tmp_folder into place atomically."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+    old = folder.parent / f".{folder.name}.old-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        write(tmp)
+        for f in tmp.iterdir():  # data on disk before the rename
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@dataclass
+class Loaded:
+    model: Any  # nn.Module, in eval mode
+    config: Any  # RunConfig
+    tokenizer: Any
+    meta: dict[str, Any]  # the whole config.json
+    folder: Path
+
+
+def save_checkpoint(folder: Path, *, model: Any, config: Any, tokenizer: Any,
+                    card: str, extra_meta: dict[str, Any] | None = None,
+                    training: dict[str, Any] | None = None, half: bool = False) -> None:
+    """Write a checkpoint folder. `training` = {"state", "optimizer", "rng"} for resumable ones."""
+    import copy
+
+    from safetensors.torch import save_file, save_model
+
+    meta = {"format_version": FORMAT_VERSION, "seqtool_version": __version__,
+            "kind": model.kind, "vocab_size": tokenizer.vocab_size,
+            "tokenizer_kind": tokenizer.kind, **config.to_dict(), **(extra_meta or {})}
+
+    def write(tmp: Path) -> None:
+        m = copy.deepcopy(model).half() if half else model
+        save_model(m, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False), "utf-8")
+        tokenizer.save(tmp)
+        (tmp / CARD_FILE).write_text(card, "utf-8")
+        if training is not None:
+            (tmp / STATE_FILE).write_text(json.dumps(training["state"], indent=2), "utf-8")
+            save_file(training["optimizer"], str(tmp / OPTIMIZER_FILE),
+                      metadata={"param_groups": json.dumps(training["param_groups"])})
+            save_file(training["rng"], str(tmp / RNG_FILE))
+
+    atomic_folder_write(folder, write)
+
+
+def resolve_folder(path: str | Path) -> Path:
+    """A checkpoint folder, or a run folder (its best/, else last/)."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"checkpoint not found: {p}",
+                              "give a checkpoint folder or a run folder (seqtool train ... --out)")
+    if p.is_file():
+        raise CheckpointError(f"{p} is a file; a seqtool checkpoint is a folder",
+                              f"give the folder that holds {CONFIG_FILE} and {WEIGHTS_FILE}")
+    if (p / CONFIG_FILE).exists():
+        return p
+    for sub in ("best", "last"):
+        if (p / sub / CONFIG_FILE).exists():
+            return p / sub
+    raise CheckpointError(f"no seqtool checkpoint in {p} (no {CONFIG_FILE})",
+                          "give a checkpoint folder or a run folder")
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((folder / CONFIG_FILE).read_text("utf-8"))
+        version = int(meta["format_version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{folder / CONFIG_FILE} is damaged",
+                              "retrain or re-download the checkpoint") from None
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint format {version} is newer than this seqtool "
+                              f"understands ({FORMAT_VERSION})", "upgrade seqtool")
+    return meta
+
+
+def load_checkpoint(path: str | Path, expect_kind: str | tuple[str, ...] | None = None,
+                    device: str = "cpu") -> Loaded:
+    """Load a checkpoint folder (never unpickles). Raises CheckpointError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model
+
+    from seqtool.config import build_config
+    from seqtool.data.tokenizer import load_tokenizer
+    from seqtool.models import build_model
+
+    folder = resolve_folder(path)
+    meta = read_meta(folder)
+    kind = meta.get("kind")
+    kinds = (expect_kind,) if isinstance(expect_kind, str) else expect_kind
+    if kinds and kind not in kinds:
+        raise CheckpointError(f"{folder} is a {kind!r} checkpoint, not {' or '.join(kinds)}",
+                              f"use a {' or '.join(kinds)} model here")
+    try:
+        config = build_config({k: meta[k] for k in ("task", "data", "tokenizer", "model",
+                                                      "train")})
+    except KeyError as exc:
+        raise CheckpointError(f"{folder / CONFIG_FILE} lacks {exc}", "the checkpoint is damaged"
+                              ) from None
+    tokenizer = load_tokenizer(folder)
+    if tokenizer.vocab_size != meta.get("vocab_size"):
+        raise CheckpointError("tokenizer and model disagree on the vocabulary size",
+                              "the checkpoint folder mixes files from different runs")
+    model = build_model(kind, config.model, tokenizer.vocab_size)
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} is missing", "the checkpoint is incomplete")
+    try:
+        missing, unexpected = load_model(model, str(weights), strict=False, device=device)
+    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+        first = str(exc).splitlines()[0][:160]
+        raise CheckpointError(f"cannot read {weights}: {first}",
+                              "the file is truncated or corrupted; use another checkpoint"
+                              ) from None
+    if missing or unexpected:
+        raise CheckpointError(f"weights do not match the model: missing {sorted(missing)[:5]}, "
+                              f"unexpected {sorted(unexpected)[:5]}",
+                              "the checkpoint was written by another architecture")
+    model.to(device).eval()
+    return Loaded(model, config, tokenizer, meta, folder)
+
+
+def optimizer_to_tensors(opt: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Optimizer state as flat tensors + JSON param groups (for safetensors)."""
+    import torch
+
+    sd = opt.state_dict()
+    flat = {}
+    for idx, st in sd["state"].items():
+        for name, value in st.items():
+            t = value if isinstance(value, torch.Tensor) else torch.tensor(value)
+            flat[f"{idx}.{name}"] = t.detach().cpu().contiguous()
+    return flat, sd["param_groups"]
+
+
+def optimizer_from_tensors(opt: Any, flat: dict[str, Any], groups: list[dict[str, Any]]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, t in flat.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = t
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def load_training_state(folder: Path) -> dict[str, Any]:
+    """trainer_state, optimizer tensors, param groups and RNG of a last/ folder."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    try:
+        state = json.loads((folder / STATE_FILE).read_text("utf-8"))
+        with safe_open(str(folder / OPTIMIZER_FILE), "pt") as f:
+            groups = json.loads(f.metadata()["param_groups"])
+        return {"state": state, "optimizer": load_file(str(folder / OPTIMIZER_FILE)),
+                "param_groups": groups, "rng": load_file(str(folder / RNG_FILE))}
+    except (OSError, ValueError, KeyError, SafetensorError):
+        raise CheckpointError(f"no resumable training state in {folder}",
+                              "resume from a run folder whose last/ was written by train"
+                              ) from None

@@ -1,0 +1,1 @@
+"""One module per subcommand: plain typed functions, no click, no printing."""

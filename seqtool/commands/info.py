@@ -1,0 +1,52 @@
+"""`seqtool info` (model card, parameter counts) and `seqtool export`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+STANDARD_KEYS = ("format_version", "seqtool_version", "kind", "vocab_size", "tokenizer_kind",
+                 "task", "data", "tokenizer", "model", "train")
+
+
+def checkpoint_info(path: Path | None) -> dict[str, Any]:
+    from seqtool.checkpoint import CARD_FILE, load_checkpoint
+    from seqtool.commands.predict import DEFAULT_LM, shipped_model
+    from seqtool.models.lm import count_parameters
+
+    loaded = load_checkpoint(path or shipped_model(DEFAULT_LM))
+    counts = count_parameters(loaded.model)
+    files = {f.name: f.stat().st_size for f in sorted(loaded.folder.iterdir()) if f.is_file()}
+    card_path = loaded.folder / CARD_FILE
+    meta = loaded.meta
+    return {"path": str(loaded.folder), "kind": meta["kind"],
+            "seqtool_version": meta.get("seqtool_version"),
+            "format_version": meta["format_version"], "vocab_size": meta["vocab_size"],
+            "tokenizer": meta["tokenizer_kind"], "model": meta["model"],
+            "parameters": counts, "total_parameters": sum(counts.values()),
+            "weights_dtype": _weights_dtype(loaded.folder), "files": files,
+            "metrics": meta.get("metrics", {}),
+            "card": card_path.read_text("utf-8") if card_path.is_file() else ""}
+
+
+def _weights_dtype(folder: Path) -> str:
+    from safetensors import safe_open
+
+    from seqtool.checkpoint import WEIGHTS_FILE
+
+    with safe_open(str(folder / WEIGHTS_FILE), "pt") as f:
+        keys = list(f.keys())
+        return str(f.get_slice(keys[0]).get_dtype()) if keys else "?"
+
+
+def export_checkpoint(source: Path, dest: Path, half: bool = False) -> int:
+    """Write `dest` with weights, config, tokenizer and card only; returns its size in bytes."""
+    from seqtool.checkpoint import CARD_FILE, load_checkpoint, save_checkpoint
+
+    loaded = load_checkpoint(source)
+    card = (loaded.folder / CARD_FILE).read_text("utf-8") if (loaded.folder / CARD_FILE
+                                                               ).is_file() else ""
+    extra = {k: v for k, v in loaded.meta.items() if k not in STANDARD_KEYS}
+    save_checkpoint(Path(dest), model=loaded.model, config=loaded.config,
+                    tokenizer=loaded.tokenizer, card=card, extra_meta=extra, half=half)
+    return sum(f.stat().st_size for f in Path(dest).iterdir())

@@ -1,0 +1,250 @@
+"""Typed, frozen configs read from strict TOML.
+
+A run's config has four tables: `[data]`, `[tokenizer]`, `[model]`, `[train]`.
+Presets ship in `seqtool/presets/*.toml`; `--set train.lr=3e-4` overrides one
+key. Unknown keys are refused with a "did you mean" hint, and choices and
+ranges are checked with a message that lists the valid values.
+Derived values (vocabulary size, special ids) come from the tokenizer and are
+never set here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from seqtool.errors import ConfigError, did_you_mean
+
+
+def _opt(default: Any, help: str, choices: tuple = (), low: float | None = None,
+         high: float | None = None) -> Any:
+    """A dataclass field with a help text, allowed choices and a range."""
+    meta = {"help": help, "choices": choices, "low": low, "high": high}
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: tuple(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    corpus: str = _opt("", "catalog name of an imported corpus (seqtool corpus list)")
+    train_file: str = _opt("", "plain text training file (instead of --corpus)")
+    valid_file: str = _opt("", "plain text validation file")
+    test_file: str = _opt("", "plain text test file")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenizerConfig:
+    kind: str = _opt("word", "word-level or sentencepiece", ("word", "unigram", "bpe"))
+    vocab_size: int = _opt(8000, "sentencepiece vocabulary size", low=8)
+    min_freq: int = _opt(1, "word level: words seen fewer times become <unk>", low=1)
+    max_vocab: int = _opt(0, "word level: keep at most this many words (0 = all)", low=0)
+    lowercase: bool = _opt(False, "lower-case text before tokenizing")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LMModelConfig:
+    cell: str = _opt("lstm", "recurrent cell",
+                     ("lstm", "gru", "rnn_tanh", "rnn_relu", "peephole"))
+    emb_dim: int = _opt(400, "embedding size (= output projection size when tied)", low=1)
+    hidden: int = _opt(400, "recurrent hidden size", low=1)
+    layers: int = _opt(2, "stacked recurrent layers", low=1)
+    dropout: float = _opt(0.3, "dropout on embeddings and between layers", low=0.0, high=0.95)
+    tie_weights: bool = _opt(True, "share input embeddings and output layer")
+    softmax: str = _opt("full", "output layer: full softmax or adaptive (exact) softmax",
+                        ("full", "adaptive"))
+    cutoffs: tuple[int, ...] = _opt((2000, 10000), "adaptive: frequency-rank cluster cut-offs")
+    div_value: float = _opt(4.0, "adaptive: each tail cluster's dim is divided by this", low=1.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    epochs: int = _opt(10, "passes over the training data", low=1)
+    max_steps: int = _opt(0, "stop after this many steps (0 = no limit)", low=0)
+    max_minutes: float = _opt(0.0, "stop after this many minutes (0 = no limit)", low=0.0)
+    batch_size: int = _opt(32, "sequences per batch", low=1)
+    bptt: int = _opt(35, "truncated BPTT length in tokens", low=1)
+    optimizer: str = _opt("adamw", "optimizer", ("sgd", "adam", "adamw"))
+    lr: float = _opt(2e-3, "learning rate", low=0.0)
+    weight_decay: float = _opt(0.0, "weight decay", low=0.0)
+    clip: float = _opt(0.25, "gradient norm clipping (0 = off)", low=0.0)
+    schedule: str = _opt("plateau", "learning-rate schedule", ("plateau", "cosine", "constant"))
+    lr_decay: float = _opt(0.25, "plateau: multiply lr by this when validation stalls",
+                           low=0.0, high=1.0)
+    warmup_steps: int = _opt(0, "linear warm-up steps", low=0)
+    patience: int = _opt(3, "early stopping: epochs without improvement (0 = off)", low=0)
+    eval_every: int = _opt(0, "also validate every N steps (0 = once per epoch)", low=0)
+    precision: str = _opt("fp32", "compute precision (bf16 autocast on CPU/CUDA)",
+                          ("fp32", "bf16"))
+    seed: int = _opt(1234, "random seed")
+    log_every: int = _opt(50, "report training loss every N steps", low=1)
+
+
+MODEL_CONFIGS: dict[str, type] = {"lm": LMModelConfig}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """Everything that defines a training run."""
+
+    task: str = "lm"
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: Any = field(default_factory=LMModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, **{t: _table_dict(getattr(self, t)) for t in TABLES}}
+
+
+TABLES = ("data", "tokenizer", "model", "train")
+
+
+def _table_dict(obj: Any) -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def _table_classes(task: str) -> dict[str, type]:
+    if task not in MODEL_CONFIGS:
+        raise ConfigError(f"unknown task {task!r}",
+                          f"valid tasks: {', '.join(sorted(MODEL_CONFIGS))}")
+    return {"data": DataConfig, "tokenizer": TokenizerConfig,
+            "model": MODEL_CONFIGS[task], "train": TrainConfig}
+
+
+def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
+    typ = f.type if not isinstance(f.type, str) else eval(f.type, vars(typing) | {"tuple": tuple})
+    origin = typing.get_origin(typ)
+    try:
+        if typ is bool:
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+                value = value.lower() in ("true", "1", "yes")
+            if not isinstance(value, bool):
+                raise TypeError
+        elif typ is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            value = int(value)
+        elif typ is float:
+            if isinstance(value, bool):
+                raise TypeError
+            value = float(value)
+        elif typ is str:
+            if not isinstance(value, str):
+                raise TypeError
+        elif origin is tuple:
+            if isinstance(value, str):
+                value = [v for v in value.replace(",", " ").split() if v]
+            value = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        tname = getattr(typ, "__name__", str(typ))
+        raise ConfigError(f"{where} must be {tname}, got {value!r}") from None
+    meta = f.metadata
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"{where} = {value!r} is not a valid choice",
+                          f"choose one of: {', '.join(meta['choices'])}")
+    low, high = meta.get("low"), meta.get("high")
+    if low is not None and value < low or high is not None and value > high:
+        rng = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+        raise ConfigError(f"{where} = {value!r} is out of range", f"allowed range: {rng}")
+    return value
+
+
+def _build_table(cls: type, values: dict[str, Any], table: str) -> Any:
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            raise ConfigError(f"unknown config key '{table}.{key}'",
+                              did_you_mean(key, names) or f"valid keys in [{table}]: "
+                              + ", ".join(names))
+        kwargs[key] = _coerce(value, names[key], f"{table}.{key}")
+    return cls(**kwargs)
+
+
+def build_config(raw: dict[str, Any]) -> RunConfig:
+    """Validate a nested dict (from TOML or JSON) into a RunConfig."""
+    raw = dict(raw)
+    task = raw.pop("task", "lm")
+    classes = _table_classes(task)
+    for key in raw:
+        if key not in classes:
+            raise ConfigError(f"unknown config table [{key}]",
+                              did_you_mean(key, classes) or "valid tables: " + ", ".join(TABLES))
+        if not isinstance(raw[key], dict):
+            raise ConfigError(f"[{key}] must be a table")
+    tables = {t: _build_table(cls, raw.get(t, {}), t) for t, cls in classes.items()}
+    return RunConfig(task=task, **tables)
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """'train.lr=3e-4' -> ('train', 'lr', 3e-4)."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError(f"bad --set {text!r}", "write it as table.key=value, e.g. train.lr=3e-4")
+    key, value = text.split("=", 1)
+    table, name = key.strip().split(".", 1)
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return table, name, parsed
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}",
+                          "give a TOML file path or a preset name (seqtool train lm --help)")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot parse {p}: {exc}", "check the TOML syntax") from None
+
+
+def preset_names() -> list[str]:
+    files = resources.files("seqtool.presets").iterdir()
+    return sorted(p.name[:-5] for p in files if p.name.endswith(".toml"))
+
+
+def load_config(task: str, preset: str | None, overrides: tuple[str, ...] = (),
+                extra: dict[str, dict[str, Any]] | None = None) -> RunConfig:
+    """Preset or TOML file, then `extra` (from flags), then `--set` overrides."""
+    raw: dict[str, Any] = {}
+    if preset:
+        if Path(preset).suffix == ".toml" or Path(preset).exists():
+            raw = read_toml(preset)
+        elif preset in preset_names():
+            text = resources.files("seqtool.presets").joinpath(preset + ".toml").read_text()
+            raw = tomllib.loads(text)
+        else:
+            raise ConfigError(f"unknown preset {preset!r}",
+                              did_you_mean(preset, preset_names())
+                              or "presets: " + ", ".join(preset_names()))
+    raw.setdefault("task", task)
+    if raw["task"] != task:
+        raise ConfigError(f"config is for task {raw['task']!r}, not {task!r}")
+    for table, values in (extra or {}).items():
+        raw.setdefault(table, {}).update({k: v for k, v in values.items() if v is not None})
+    for text in overrides:
+        table, name, value = parse_override(text)
+        raw.setdefault(table, {})[name] = value
+    return build_config(raw)
+
+
+def describe(cls: type) -> list[tuple[str, str, str]]:
+    """(key, default, help) rows, for `--help` texts and docs."""
+    rows = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        rows.append((f.name, repr(default), f.metadata.get("help", "")))
+    return rows

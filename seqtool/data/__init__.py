@@ -1,0 +1,1 @@
+"""Data: tokenizers, the corpus catalog, text reading and batching."""

@@ -1,0 +1,1 @@
+"""Building blocks: recurrent layers, adaptive embeddings and softmax."""

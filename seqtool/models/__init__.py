@@ -1,0 +1,17 @@
+"""Models and the one explicit registry: kind -> (config class, builder)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+
+def build_model(kind: str, model_cfg: Any, vocab_size: int) -> nn.Module:
+    """Build a model of `kind` from its typed config and the tokenizer's vocab size."""
+    from seqtool.models.lm import RNNLM
+
+    models: dict[str, type] = {"lm": RNNLM}
+    if kind not in models:
+        raise ValueError(f"unknown model kind {kind!r}; valid: {', '.join(models)}")
+    return models[kind](model_cfg, vocab_size)

@@ -1,0 +1,298 @@
+"""The model-agnostic training loop.
+
+It knows only the `loss(batch, carry)` protocol (models/base.py) and a data
+object with `train_batches(epoch)`, `valid_batches()`, `steps_per_epoch()`,
+`metric` and `higher_is_better`. It reports through a Reporter (the CLI's
+rich progress bar, or nothing) and saves through a `save(name, training)`
+callback; it never prints.
+
+Resuming is exact: the last/ checkpoint holds the optimizer, the RNG states,
+the recurrent state carried between batches and the position in the epoch, so
+N steps interrupted and resumed give the same weights as N steps in one go.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from seqtool.config import TrainConfig
+from seqtool.errors import Interrupted, TrainingError
+from seqtool.models.base import LossResult
+
+
+class Reporter(Protocol):
+    def on_start(self, info: dict[str, Any]) -> None: ...
+    def on_step(self, stats: dict[str, Any]) -> None: ...
+    def on_eval(self, metrics: dict[str, Any]) -> None: ...
+    def on_end(self, summary: dict[str, Any]) -> None: ...
+
+
+class NullReporter:
+    def on_start(self, info: dict[str, Any]) -> None: pass
+    def on_step(self, stats: dict[str, Any]) -> None: pass
+    def on_eval(self, metrics: dict[str, Any]) -> None: pass
+    def on_end(self, summary: dict[str, Any]) -> None: pass
+
+
+@dataclass
+class TrainerState:
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    tokens_seen: int = 0
+    elapsed_s: float = 0.0
+    lr: float = 0.0
+    best: float | None = None
+    best_step: int = 0
+    bad_evals: int = 0
+    done: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+
+@torch.no_grad()
+def evaluate_loss(model: nn.Module, batches: Iterable[dict[str, Tensor]], device: torch.device,
+                  precision: str = "fp32") -> dict[str, float]:
+    """Mean NLL per predicted token over `batches` (carry passed along)."""
+    was_training = model.training
+    model.eval()
+    total, tokens, carry = 0.0, 0, None
+    extras: dict[str, float] = {}
+    for batch in batches:
+        with autocast(device, precision):
+            res: LossResult = model.loss(to_device(batch, device), carry)
+        total += float(res.loss_sum)
+        tokens += res.tokens
+        carry = res.carry
+        for k, v in res.extra.items():
+            extras[k] = extras.get(k, 0.0) + v
+    model.train(was_training)
+    nll = total / max(tokens, 1)
+    return {"loss": nll, "ppl": math.exp(min(nll, 50.0)), "tokens": tokens, **extras}
+
+
+class Trainer:
+    def __init__(self, model: nn.Module, data: Any, cfg: TrainConfig, run_dir: Path,
+                 save: Callable[[str, dict[str, Any] | None], None],
+                 reporter: Reporter | None = None, device: str | torch.device = "cpu") -> None:
+        self.model = model
+        self.data = data
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.save = save
+        self.reporter = reporter or NullReporter()
+        self.device = torch.device(device)
+        self.state = TrainerState(lr=cfg.lr)
+        self.carry: Any = None
+        params = [p for p in model.parameters() if p.requires_grad]
+        if cfg.optimizer == "sgd":
+            self.opt = torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        elif cfg.optimizer == "adam":
+            self.opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        else:
+            self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    # --- resumable state -------------------------------------------------------
+    def training_snapshot(self) -> dict[str, Any]:
+        from seqtool.checkpoint import optimizer_to_tensors
+
+        flat, groups = optimizer_to_tensors(self.opt)
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        for i, t in enumerate(_flatten(self.carry)):
+            rng[f"carry.{i}"] = t.detach().cpu().contiguous()
+        state = dict(self.state.__dict__)
+        state["carry_structure"] = _structure(self.carry)
+        return {"state": state, "optimizer": flat, "param_groups": groups, "rng": rng}
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        from seqtool.checkpoint import optimizer_from_tensors
+
+        state = dict(snap["state"])
+        structure = state.pop("carry_structure", None)
+        self.state = TrainerState(**state)
+        optimizer_from_tensors(self.opt, snap["optimizer"], snap["param_groups"])
+        rng = snap["rng"]
+        torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        flat = [rng[f"carry.{i}"].to(self.device) for i in range(len(rng)) if f"carry.{i}" in rng]
+        self.carry = _rebuild(structure, flat)
+
+    # --- the loop ----------------------------------------------------------------
+    def _set_lr(self, lr: float) -> None:
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+
+    def _scheduled_lr(self) -> float:
+        cfg, st = self.cfg, self.state
+        lr = st.lr
+        if cfg.warmup_steps and st.global_step < cfg.warmup_steps:
+            lr = lr * (st.global_step + 1) / cfg.warmup_steps
+        if cfg.schedule == "cosine":
+            total = cfg.max_steps or cfg.epochs * self.data.steps_per_epoch()
+            lr = lr * 0.5 * (1 + math.cos(math.pi * min(1.0, st.global_step / max(1, total))))
+        return lr
+
+    def _train_step(self, batch: dict[str, Tensor]) -> tuple[float, int]:
+        with autocast(self.device, self.cfg.precision):
+            res = self.model.loss(to_device(batch, self.device), self.carry)
+        loss = res.loss_sum / max(res.tokens, 1)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise TrainingError(
+                f"loss became {value} at step {self.state.global_step + 1}; nothing was saved "
+                "from this step", "lower train.lr or set train.clip; resume from last/ with "
+                "--resume RUN --set train.lr=...")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
+        self._set_lr(self._scheduled_lr())
+        self.opt.step()
+        self.carry = res.carry
+        return value, res.tokens
+
+    def _evaluate(self) -> bool:
+        """Validate, log, keep best; returns True when early stopping says stop."""
+        cfg, st = self.cfg, self.state
+        metrics = evaluate_loss(self.model, self.data.valid_batches(), self.device,
+                                cfg.precision)
+        record = {"step": st.global_step, "epoch": st.epoch + st.step_in_epoch
+                  / max(1, self.data.steps_per_epoch()), "lr": st.lr,
+                  "valid_loss": metrics["loss"], "valid_ppl": metrics["ppl"],
+                  **{f"valid_{k}": v for k, v in metrics.items()
+                     if k not in ("loss", "ppl", "tokens")}}
+        score = record[self.data.metric]
+        better = st.best is None or (score > st.best if self.data.higher_is_better
+                                     else score < st.best)
+        if better:
+            st.best, st.best_step, st.bad_evals = score, st.global_step, 0
+        else:
+            st.bad_evals += 1
+            if cfg.schedule == "plateau":
+                st.lr *= cfg.lr_decay
+        record["best"] = st.best
+        st.history.append(record)
+        if better:
+            self.save("best", None)
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+        self.reporter.on_eval(record)
+        return bool(cfg.patience) and st.bad_evals >= cfg.patience
+
+    def run(self) -> dict[str, Any]:
+        cfg, st = self.cfg, self.state
+        self.model.to(self.device).train()
+        steps_per_epoch = self.data.steps_per_epoch()
+        total_steps = cfg.epochs * steps_per_epoch
+        if cfg.max_steps:
+            total_steps = min(total_steps, cfg.max_steps)
+        self.reporter.on_start({"total_steps": total_steps, "start_step": st.global_step,
+                                "steps_per_epoch": steps_per_epoch})
+        t0 = time.perf_counter() - st.elapsed_s
+        win_tokens, win_t, win_loss, win_n = 0, time.perf_counter(), 0.0, 0
+        stop_reason = "finished" if st.done else ""
+        try:
+            while not stop_reason and st.epoch < cfg.epochs:
+                for i, batch in enumerate(self.data.train_batches(st.epoch)):
+                    if i < st.step_in_epoch:
+                        continue
+                    loss, tokens = self._train_step(batch)
+                    st.step_in_epoch += 1
+                    st.global_step += 1
+                    st.tokens_seen += tokens
+                    win_tokens += tokens
+                    win_loss += loss
+                    win_n += 1
+                    st.elapsed_s = time.perf_counter() - t0
+                    if st.global_step % cfg.log_every == 0 or st.global_step == total_steps:
+                        now = time.perf_counter()
+                        mean = win_loss / win_n
+                        self.reporter.on_step({
+                            "step": st.global_step, "total_steps": total_steps,
+                            "epoch": st.epoch + 1, "loss": mean,
+                            "ppl": math.exp(min(mean, 50.0)), "lr": self._scheduled_lr(),
+                            "tokens_per_s": win_tokens / max(now - win_t, 1e-9),
+                            "elapsed_s": st.elapsed_s})
+                        win_tokens, win_t, win_loss, win_n = 0, now, 0.0, 0
+                    if cfg.eval_every and st.global_step % cfg.eval_every == 0:
+                        if self._evaluate():
+                            stop_reason = "early stopping"
+                        self.save("last", self.training_snapshot())
+                    if cfg.max_steps and st.global_step >= cfg.max_steps:
+                        stop_reason = stop_reason or "max_steps"
+                    if cfg.max_minutes and st.elapsed_s >= cfg.max_minutes * 60:
+                        stop_reason = stop_reason or "max_minutes"
+                    if stop_reason:
+                        break
+                else:
+                    st.epoch += 1
+                    st.step_in_epoch = 0
+                    self.carry = None
+                    if not cfg.eval_every and self._evaluate():
+                        stop_reason = "early stopping"
+                    self.save("last", self.training_snapshot())
+                    continue
+                # broke out of the epoch early
+                if not cfg.eval_every or st.global_step % cfg.eval_every:
+                    if stop_reason in ("max_steps", "max_minutes"):
+                        self._evaluate()
+                self.save("last", self.training_snapshot())
+            stop_reason = stop_reason or "finished"
+            st.done = stop_reason in ("finished", "early stopping")
+            if st.done:
+                self.save("last", self.training_snapshot())
+        except KeyboardInterrupt:
+            self.save("last", self.training_snapshot())
+            raise Interrupted(f"interrupted at step {st.global_step}; saved {self.run_dir}/last",
+                              f"resume with: seqtool train --resume {self.run_dir}") from None
+        summary = {"stop_reason": stop_reason, "steps": st.global_step,
+                   "tokens_seen": st.tokens_seen, "elapsed_s": st.elapsed_s,
+                   "best": st.best, "metric": self.data.metric, "run_dir": str(self.run_dir)}
+        self.reporter.on_end(summary)
+        return summary
+
+
+def _structure(carry: Any) -> Any:
+    if carry is None:
+        return None
+    if isinstance(carry, Tensor):
+        return "t"
+    return [_structure(c) for c in carry]
+
+
+def _rebuild(structure: Any, flat: list[Tensor]) -> Any:
+    if structure is None:
+        return None
+    if structure == "t":
+        return flat.pop(0)
+    return tuple(_rebuild(s, flat) for s in structure)
+
+
+def _flatten(carry: Any) -> list[Tensor]:
+    if carry is None:
+        return []
+    if isinstance(carry, Tensor):
+        return [carry]
+    return [t for c in carry for t in _flatten(c)]
