@@ -68,16 +68,17 @@ def repackage(hidden: Hidden) -> Hidden:
 
 def train_steps(model: ReferenceLSTMLM, windows: Iterable[tuple[Tensor, Tensor]],
                 batch_size: int, lr: float = 20.0, clip: float = 0.25,
-                on_step: Callable[[int, float, int], None] | None = None) -> None:
+                on_step: Callable[[float, int], None] | None = None) -> None:
     """One pass over `windows` of (input (T, B), target (T, B)), as in main.py's train().
 
-    `on_step(step, loss, tokens)` is called after every update (the loss
-    value is read with .item(), as main.py does for its running total).
+    `on_step(loss, tokens)` is called after every update (the loss value is
+    read with .item(), as main.py does for its running total). Call it once
+    per epoch: the hidden state starts at zero, as at main.py's epoch start.
     """
     criterion = nn.CrossEntropyLoss()
     model.train()
     hidden = model.init_hidden(batch_size)
-    for step, (inp, target) in enumerate(windows, 1):
+    for inp, target in windows:
         hidden = repackage(hidden)
         model.zero_grad()
         logits, hidden = model(inp, hidden)
@@ -89,7 +90,7 @@ def train_steps(model: ReferenceLSTMLM, windows: Iterable[tuple[Tensor, Tensor]]
                 if p.grad is not None:
                     p.add_(p.grad, alpha=-lr)
         if on_step is not None:
-            on_step(step, loss.item(), target.numel())
+            on_step(loss.item(), target.numel())
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from seqtool import __version__
-from seqtool.errors import CheckpointError
+from seqtool.errors import CheckpointError, ConfigError
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -127,7 +127,7 @@ def read_meta(folder: Path) -> dict[str, Any]:
 def load_checkpoint(path: str | Path, expect_kind: str | tuple[str, ...] | None = None,
                     device: str = "cpu") -> Loaded:
     """Load a checkpoint folder (never unpickles). Raises CheckpointError."""
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_model
 
     from seqtool.config import build_config
@@ -147,6 +147,9 @@ def load_checkpoint(path: str | Path, expect_kind: str | tuple[str, ...] | None 
     except KeyError as exc:
         raise CheckpointError(f"{folder / CONFIG_FILE} lacks {exc}", "the checkpoint is damaged"
                               ) from None
+    except ConfigError as exc:
+        raise CheckpointError(f"{folder / CONFIG_FILE}: {exc.message}",
+                              "the checkpoint is damaged or from another seqtool") from None
     tokenizer = load_tokenizer(folder)
     if tokenizer.vocab_size != meta.get("vocab_size"):
         raise CheckpointError("tokenizer and model disagree on the vocabulary size",
@@ -156,6 +159,15 @@ def load_checkpoint(path: str | Path, expect_kind: str | tuple[str, ...] | None 
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing", "the checkpoint is incomplete")
     try:
+        with safe_open(str(weights), "pt") as f:  # header only: compare shapes first
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        wrong = sorted(k for k in shapes.keys() & expected.keys() if shapes[k] != expected[k])
+        if wrong:
+            raise CheckpointError(
+                f"weights do not match the model: shapes differ for {wrong[:5]} (e.g. "
+                f"{wrong[0]}: file {list(shapes[wrong[0]])}, model {list(expected[wrong[0]])})",
+                f"{CONFIG_FILE} and {WEIGHTS_FILE} come from different architectures")
         missing, unexpected = load_model(model, str(weights), strict=False, device=device)
     except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
         first = str(exc).splitlines()[0][:160]

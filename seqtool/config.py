@@ -67,7 +67,8 @@ class LMModelConfig:
 class TrainConfig:
     epochs: int = _opt(10, "passes over the training data", low=1)
     max_steps: int = _opt(0, "stop after this many steps (0 = no limit)", low=0)
-    max_minutes: float = _opt(0.0, "stop after this many minutes (0 = no limit)", low=0.0)
+    max_minutes: float = _opt(0.0, "stop after this many minutes (0 = no limit); a cosine "
+                              "schedule then anneals by time", low=0.0)
     batch_size: int = _opt(32, "sequences per batch", low=1)
     bptt: int = _opt(35, "truncated BPTT length in tokens", low=1)
     optimizer: str = _opt("adamw", "optimizer", ("sgd", "adam", "adamw"))
@@ -86,7 +87,54 @@ class TrainConfig:
     log_every: int = _opt(50, "report training loss every N steps", low=1)
 
 
-MODEL_CONFIGS: dict[str, type] = {"lm": LMModelConfig}
+@dataclass(frozen=True, kw_only=True)
+class Seq2SeqModelConfig:
+    """Attention encoder-decoder. The defaults are the peers' benchmark model
+    (JoeyNMT / OpenNMT-py, shared/peers/NOTES.md): bi-GRU 128 per direction,
+    GRU decoder 256, Bahdanau attention, input feeding, no bridge layer."""
+
+    cell: str = _opt("gru", "recurrent cell of encoder and decoder",
+                     ("gru", "lstm", "rnn_tanh", "rnn_relu"))
+    emb_dim: int = _opt(128, "source and target embedding size", low=1)
+    enc_hidden: int = _opt(128, "encoder hidden size per direction", low=1)
+    dec_hidden: int = _opt(256, "decoder hidden size", low=1)
+    enc_layers: int = _opt(1, "stacked encoder layers", low=1)
+    dec_layers: int = _opt(1, "stacked decoder layers", low=1)
+    bidirectional: bool = _opt(True, "bidirectional encoder (annotations of 2 x enc_hidden)")
+    attention: str = _opt("bahdanau", "additive (MLP), Luong dot or general, or none",
+                          ("bahdanau", "dot", "general", "none"))
+    input_feeding: bool = _opt(True, "feed the last attentional vector into the next step")
+    bridge: str = _opt("last", "decoder's initial state: the encoder's final state as is "
+                       "(sizes must match), tanh(linear(final)), or zeros",
+                       ("last", "linear", "none"))
+    reverse_source: bool = _opt(False, "read the source backwards (Sutskever et al. 2014)")
+    peeky: bool = _opt(False, "give the encoder's final state to every decoder step")
+    dropout: float = _opt(0.0, "dropout on embeddings, between layers and before the "
+                          "attentional layer", low=0.0, high=0.95)
+    label_smoothing: float = _opt(0.0, "label smoothing of the training loss (validation "
+                                  "reports plain NLL)", low=0.0, high=0.9)
+    tie_target_embeddings: bool = _opt(False, "output layer shares the target embeddings")
+    shared_vocab: bool = _opt(False, "one joint tokenizer for source and target; encoder and "
+                              "decoder share the embeddings")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchConfig:
+    """Beam search settings (seqtool.search.beam_search)."""
+
+    beam_size: int = _opt(5, "hypotheses kept per sentence (1 = greedy)", low=1)
+    n_best: int = _opt(1, "hypotheses returned per sentence (at most beam_size)", low=1)
+    alpha: float = _opt(0.0, "GNMT length penalty ((5+len)/6)^alpha; 0 or -1 = none",
+                        low=-1.0, high=5.0)
+    max_len_ratio: float = _opt(2.0, "output length limit: ratio * source length + offset",
+                                low=0.0)
+    max_len_offset: int = _opt(10, "output length limit: ratio * source length + offset",
+                               low=0)
+    max_len: int = _opt(100, "hard cap on output tokens", low=1)
+    no_repeat_ngram: int = _opt(0, "forbid repeating any n-gram of this size (0 = off)", low=0)
+
+
+MODEL_CONFIGS: dict[str, type] = {"lm": LMModelConfig, "translate": Seq2SeqModelConfig}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,12 +187,17 @@ def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
             if isinstance(value, bool):
                 raise TypeError
             value = float(value)
+            if value != value:  # NaN passes every range check
+                raise ValueError
         elif typ is str:
             if not isinstance(value, str):
                 raise TypeError
         elif origin is tuple:
             if isinstance(value, str):
                 value = [v for v in value.replace(",", " ").split() if v]
+            if any(isinstance(v, bool) or isinstance(v, float) and not v.is_integer()
+                   for v in value):
+                raise TypeError
             value = tuple(int(v) for v in value)
     except (TypeError, ValueError):
         tname = getattr(typ, "__name__", str(typ))

@@ -103,6 +103,7 @@ class Trainer:
         self.device = torch.device(device)
         self.state = TrainerState(lr=cfg.lr)
         self.carry: Any = None
+        self._step_rng: dict[str, Tensor] | None = None  # RNG before the step in progress
         params = [p for p in model.parameters() if p.requires_grad]
         if cfg.optimizer == "sgd":
             self.opt = torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -116,9 +117,8 @@ class Trainer:
         from seqtool.checkpoint import optimizer_to_tensors
 
         flat, groups = optimizer_to_tensors(self.opt)
-        rng = {"torch": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        # mid-step (Ctrl-C) the step never happened: keep the RNG from before it
+        rng = dict(self._step_rng) if self._step_rng is not None else self._rng_state()
         for i, t in enumerate(_flatten(self.carry)):
             rng[f"carry.{i}"] = t.detach().cpu().contiguous()
         state = dict(self.state.__dict__)
@@ -139,6 +139,12 @@ class Trainer:
         flat = [rng[f"carry.{i}"].to(self.device) for i in range(len(rng)) if f"carry.{i}" in rng]
         self.carry = _rebuild(structure, flat)
 
+    def _rng_state(self) -> dict[str, Tensor]:
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return rng
+
     # --- the loop ----------------------------------------------------------------
     def _set_lr(self, lr: float) -> None:
         for g in self.opt.param_groups:
@@ -151,7 +157,10 @@ class Trainer:
             lr = lr * (st.global_step + 1) / cfg.warmup_steps
         if cfg.schedule == "cosine":
             total = cfg.max_steps or cfg.epochs * self.data.steps_per_epoch()
-            lr = lr * 0.5 * (1 + math.cos(math.pi * min(1.0, st.global_step / max(1, total))))
+            progress = st.global_step / max(1, total)
+            if cfg.max_minutes:  # a time budget: anneal by whichever runs out first
+                progress = max(progress, st.elapsed_s / (cfg.max_minutes * 60))
+            lr = lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
         return lr
 
     def _train_step(self, batch: dict[str, Tensor]) -> tuple[float, int]:
@@ -173,8 +182,13 @@ class Trainer:
         self.carry = res.carry
         return value, res.tokens
 
-    def _evaluate(self) -> bool:
-        """Validate, log, keep best; returns True when early stopping says stop."""
+    def _evaluate(self, scheduled: bool = True) -> bool:
+        """Validate, log, keep best; returns True when early stopping says stop.
+
+        An unscheduled evaluation (at a max_steps/max_minutes stop) is logged and may
+        update best/, but the plateau schedule and early stopping see only scheduled
+        ones, so a run stopped there and resumed goes on as if it had never stopped.
+        """
         cfg, st = self.cfg, self.state
         metrics = evaluate_loss(self.model, self.data.valid_batches(), self.device,
                                 cfg.precision)
@@ -184,22 +198,33 @@ class Trainer:
                   **{f"valid_{k}": v for k, v in metrics.items()
                      if k not in ("loss", "ppl", "tokens")}}
         score = record[self.data.metric]
-        better = st.best is None or (score > st.best if self.data.higher_is_better
-                                     else score < st.best)
-        if better:
-            st.best, st.best_step, st.bad_evals = score, st.global_step, 0
-        else:
-            st.bad_evals += 1
-            if cfg.schedule == "plateau":
-                st.lr *= cfg.lr_decay
-        record["best"] = st.best
+        best_seen = self._best_seen()
+        if scheduled:
+            if self._beats(score, st.best):
+                st.best, st.best_step, st.bad_evals = score, st.global_step, 0
+            else:
+                st.bad_evals += 1
+                if cfg.schedule == "plateau":
+                    st.lr *= cfg.lr_decay
+        better = self._beats(score, best_seen)
+        record["best"] = score if better else best_seen
         st.history.append(record)
         if better:
             self.save("best", None)
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
         self.reporter.on_eval(record)
-        return bool(cfg.patience) and st.bad_evals >= cfg.patience
+        return scheduled and bool(cfg.patience) and st.bad_evals >= cfg.patience
+
+    def _beats(self, score: float, other: float | None) -> bool:
+        return other is None or (score > other if self.data.higher_is_better else score < other)
+
+    def _best_seen(self) -> float | None:
+        """Best score of every evaluation so far, scheduled or not."""
+        scores = [r[self.data.metric] for r in self.state.history]
+        if not scores:
+            return None
+        return max(scores) if self.data.higher_is_better else min(scores)
 
     def run(self) -> dict[str, Any]:
         cfg, st = self.cfg, self.state
@@ -212,15 +237,19 @@ class Trainer:
                                 "steps_per_epoch": steps_per_epoch})
         t0 = time.perf_counter() - st.elapsed_s
         win_tokens, win_t, win_loss, win_n = 0, time.perf_counter(), 0.0, 0
-        stop_reason = "finished" if st.done else ""
+        stop_reason = ""  # a finished run goes on when --resume raised train.epochs
+        if st.done and cfg.patience and st.bad_evals >= cfg.patience:
+            stop_reason = "early stopping"
         try:
             while not stop_reason and st.epoch < cfg.epochs:
                 for i, batch in enumerate(self.data.train_batches(st.epoch)):
                     if i < st.step_in_epoch:
                         continue
+                    self._step_rng = self._rng_state()
                     loss, tokens = self._train_step(batch)
                     st.step_in_epoch += 1
                     st.global_step += 1
+                    self._step_rng = None
                     st.tokens_seen += tokens
                     win_tokens += tokens
                     win_loss += loss
@@ -244,8 +273,8 @@ class Trainer:
                         stop_reason = stop_reason or "max_steps"
                     if cfg.max_minutes and st.elapsed_s >= cfg.max_minutes * 60:
                         stop_reason = stop_reason or "max_minutes"
-                    if stop_reason:
-                        break
+                    if stop_reason and st.step_in_epoch < steps_per_epoch:
+                        break  # at the epoch's last step, close the epoch first (below)
                 else:
                     st.epoch += 1
                     st.step_in_epoch = 0
@@ -257,7 +286,7 @@ class Trainer:
                 # broke out of the epoch early
                 if not cfg.eval_every or st.global_step % cfg.eval_every:
                     if stop_reason in ("max_steps", "max_minutes"):
-                        self._evaluate()
+                        self._evaluate(scheduled=False)
                 self.save("last", self.training_snapshot())
             stop_reason = stop_reason or "finished"
             st.done = stop_reason in ("finished", "early stopping")
@@ -266,10 +295,11 @@ class Trainer:
         except KeyboardInterrupt:
             self.save("last", self.training_snapshot())
             raise Interrupted(f"interrupted at step {st.global_step}; saved {self.run_dir}/last",
-                              f"resume with: seqtool train --resume {self.run_dir}") from None
+                              f"resume with: seqtool train lm --resume {self.run_dir}") from None
         summary = {"stop_reason": stop_reason, "steps": st.global_step,
                    "tokens_seen": st.tokens_seen, "elapsed_s": st.elapsed_s,
-                   "best": st.best, "metric": self.data.metric, "run_dir": str(self.run_dir)}
+                   "best": self._best_seen(), "metric": self.data.metric,
+                   "run_dir": str(self.run_dir)}
         self.reporter.on_end(summary)
         return summary
 

@@ -16,8 +16,8 @@ def evaluate_lm(model_path: Path | None, corpus: str | None, split: str, file: P
 
     from seqtool.commands.predict import load_lm
     from seqtool.data.corpora import split_files
-    from seqtool.data.lm import LMData, batchify, encode_stream
-    from seqtool.data.text import read_lines
+    from seqtool.data.cache import cached_token_stream
+    from seqtool.data.lm import LMData, batchify
     from seqtool.training import evaluate_loss
 
     if bool(corpus) == bool(file):
@@ -31,9 +31,8 @@ def evaluate_lm(model_path: Path | None, corpus: str | None, split: str, file: P
         path = files[split]
     else:
         path = Path(file)
-    lines = read_lines(path, "evaluation file")
     loaded = load_lm(model_path, device)
-    stream = encode_stream(lines, loaded.tokenizer)
+    stream = cached_token_stream(path, loaded.tokenizer)
     data = batchify(stream, min(batch_size, max(1, stream.numel() // 2)))
     metrics = evaluate_loss(loaded.model, LMData.windows(data, bptt), torch.device(device))
     return {"perplexity": metrics["ppl"], "loss": metrics["loss"], "tokens": metrics["tokens"],

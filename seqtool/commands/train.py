@@ -12,20 +12,21 @@ from seqtool.config import RunConfig, build_config
 from seqtool.errors import ConfigError, DataError, TrainingError
 
 
-def _lm_lines(cfg: RunConfig, split: str) -> list[str]:
+def lm_split_path(cfg: RunConfig, split: str) -> Path:
+    """The text file of `split`: an explicit --train-file/--valid-file or the corpus's."""
     from seqtool.data.corpora import split_files
-    from seqtool.data.text import read_lines
 
     explicit = {"train": cfg.data.train_file, "valid": cfg.data.valid_file,
                 "test": cfg.data.test_file}[split]
     if explicit:
-        return read_lines(explicit, f"{split} file")
+        return Path(explicit)
     if cfg.data.corpus:
         files = split_files(cfg.data.corpus)
         if split not in files:
-            raise DataError(f"corpus {cfg.data.corpus!r} has no {split} split")
-        return read_lines(files[split], f"{cfg.data.corpus} {split} file")
-    raise ConfigError("no training data", "give --corpus NAME or --train-file/--valid-file")
+            raise DataError(f"corpus {cfg.data.corpus!r} has no {split} split",
+                            "splits: " + ", ".join(files))
+        return files[split]
+    raise ConfigError(f"no {split} data", "give --corpus NAME or --train-file and --valid-file")
 
 
 def default_run_dir(cfg: RunConfig) -> Path:
@@ -83,7 +84,9 @@ def train_lm(cfg: RunConfig, out: Path | None = None, resume: Path | None = None
 
     from seqtool.checkpoint import (load_checkpoint, load_training_state, read_meta,
                                     save_checkpoint)
-    from seqtool.data.lm import LMData, encode_stream
+    from seqtool.data.cache import cached_token_stream
+    from seqtool.data.lm import LMData
+    from seqtool.data.text import read_lines
     from seqtool.data.tokenizer import train_tokenizer
     from seqtool.models import build_model
     from seqtool.models.lm import count_parameters
@@ -104,15 +107,15 @@ def train_lm(cfg: RunConfig, out: Path | None = None, resume: Path | None = None
                                 f"resume it with --resume {run_dir}, or choose another --out")
         tokenizer = None
         model = None
-    train_lines = _lm_lines(cfg, "train")
-    valid_lines = _lm_lines(cfg, "valid")
+    train_path, valid_path = lm_split_path(cfg, "train"), lm_split_path(cfg, "valid")
     if tokenizer is None:
         tc = cfg.tokenizer
-        tokenizer = train_tokenizer(train_lines, tc.kind, tc.vocab_size, tc.min_freq,
-                                    tc.max_vocab, tc.lowercase)
+        tokenizer = train_tokenizer(read_lines(train_path, "train file"), tc.kind,
+                                    tc.vocab_size, tc.min_freq, tc.max_vocab, tc.lowercase)
         model = build_model("lm", cfg.model, tokenizer.vocab_size)
-    data = LMData(encode_stream(train_lines, tokenizer), encode_stream(valid_lines, tokenizer),
-                  cfg.train.batch_size, cfg.train.bptt)
+    data = LMData(cached_token_stream(train_path, tokenizer),
+                  cached_token_stream(valid_path, tokenizer), cfg.train.batch_size,
+                  cfg.train.bptt)
     run_dir.mkdir(parents=True, exist_ok=True)
     params = sum(count_parameters(model).values())
 

@@ -128,8 +128,10 @@ class SentencePieceTokenizer:
                 shuffle_input_sentence=True, hard_vocab_limit=False, minloglevel=2,
                 num_threads=2)
         except RuntimeError as exc:
+            larger = "larger" if "too small" in str(exc) or "required_chars" in str(exc) \
+                else "smaller"
             raise ConfigError(f"sentencepiece training failed: {exc}",
-                              "try a smaller tokenizer.vocab_size") from None
+                              f"try a {larger} tokenizer.vocab_size") from None
         return cls(buf.getvalue(), kind, lowercase)
 
     @property

@@ -1,0 +1,142 @@
+"""Parallel text for translation: two line-aligned files, encoded, and cut into
+length-bucketed, padded, time-major batches with masks.
+
+Batches (PAD = 0; see models/seq2seq.py):
+    src (S, B), src_len (B,), src_mask (S, B) True on real tokens,
+    tgt (T, B) target ids + EOS, tgt_len (B,) (EOS counted).
+
+Bucketing (as OpenNMT-py's pools): each epoch the pairs are shuffled, cut into
+pools of `pool_batches` batches, sorted by length inside a pool (little
+padding), cut into batches, and the batches are shuffled. Everything comes
+from one generator seeded with (seed, epoch), so an epoch's batches are the
+same every time it is built and a resumed run sees exactly the batches it
+would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from seqtool.data.text import read_lines
+from seqtool.data.tokenizer import EOS, PAD, Tokenizer
+from seqtool.errors import DataError
+
+Pair = tuple[list[int], list[int]]  # source ids, target ids (without EOS)
+
+
+def read_parallel(src_path: str | Path, tgt_path: str | Path
+                  ) -> tuple[list[str], list[str], int]:
+    """The aligned lines of two files, pairs with an empty side dropped.
+    Returns (source lines, target lines, number of pairs skipped)."""
+    src = read_lines(src_path, "source file")
+    tgt = read_lines(tgt_path, "target file")
+    if len(src) != len(tgt):
+        raise DataError(f"parallel files are not aligned: {src_path} has {len(src)} lines, "
+                        f"{tgt_path} has {len(tgt)}",
+                        "each source line needs its translation on the same line of the "
+                        "target file")
+    keep = [i for i, (s, t) in enumerate(zip(src, tgt)) if s.strip() and t.strip()]
+    if not keep:
+        raise DataError(f"no sentence pairs in {src_path} / {tgt_path} (every pair has an "
+                        "empty side)", "give files with text on the same lines")
+    return [src[i] for i in keep], [tgt[i] for i in keep], len(src) - len(keep)
+
+
+def encode_pairs(src_lines: Sequence[str], tgt_lines: Sequence[str], src_tok: Tokenizer,
+                 tgt_tok: Tokenizer) -> list[Pair]:
+    """Token ids of each pair; pairs whose source or target encodes to nothing are dropped."""
+    pairs = [(src_tok.encode(s), tgt_tok.encode(t)) for s, t in zip(src_lines, tgt_lines)]
+    return [p for p in pairs if p[0] and p[1]]
+
+
+def pad_batch(pairs: Sequence[Pair]) -> dict[str, Tensor]:
+    """Pairs -> a padded, time-major batch with lengths and the source mask."""
+    from torch.nn.utils.rnn import pad_sequence
+
+    src = pad_sequence([torch.tensor(s, dtype=torch.long) for s, _ in pairs],
+                       padding_value=PAD)  # (S, B)
+    tgt = pad_sequence([torch.tensor(t + [EOS], dtype=torch.long) for _, t in pairs],
+                       padding_value=PAD)  # (T, B)
+    return {"src": src, "src_len": torch.tensor([len(s) for s, _ in pairs]),
+            "src_mask": src != PAD, "tgt": tgt,
+            "tgt_len": torch.tensor([len(t) + 1 for _, t in pairs])}
+
+
+def bucket_batches(lengths: Sequence[tuple[int, int]], batch_size: int, seed: int, epoch: int,
+                   pool_batches: int = 100) -> list[list[int]]:
+    """Index lists of one epoch's batches: shuffled pools sorted by (source, target)
+    length, batches in shuffled order. Deterministic for a given seed and epoch;
+    only the last pool can hold a batch smaller than batch_size."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(len(lengths), generator=g).tolist()
+    pool = batch_size * pool_batches
+    batches = []
+    for i in range(0, len(perm), pool):
+        chunk = sorted(perm[i: i + pool], key=lambda j: lengths[j])
+        batches += [chunk[k: k + batch_size] for k in range(0, len(chunk), batch_size)]
+    order = torch.randperm(len(batches), generator=g).tolist()
+    return [batches[o] for o in order]
+
+
+@dataclass
+class ParallelData:
+    """Training and validation pairs with the Trainer's data interface."""
+
+    train: list[Pair]
+    valid: list[Pair]
+    batch_size: int
+    seed: int = 1234
+    pool_batches: int = 100
+    eval_batch_size: int = 0  # 0 = batch_size
+    metric: str = "valid_ppl"
+    higher_is_better: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.train or not self.valid:
+            raise DataError("no training or no validation sentence pairs",
+                            "check the parallel files")
+        self._lengths = [(len(s), len(t)) for s, t in self.train]
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train) / self.batch_size)
+
+    def tokens_per_epoch(self) -> int:
+        """Target tokens predicted per epoch (EOS included)."""
+        return sum(t + 1 for _, t in self._lengths)
+
+    def train_batches(self, epoch: int) -> Iterator[dict[str, Tensor]]:
+        for idx in bucket_batches(self._lengths, self.batch_size, self.seed, epoch,
+                                  self.pool_batches):
+            yield pad_batch([self.train[i] for i in idx])
+
+    def valid_batches(self) -> Iterator[dict[str, Tensor]]:
+        return batches_in_order(self.valid, self.eval_batch_size or self.batch_size)
+
+
+def batches_in_order(pairs: Sequence[Pair], batch_size: int) -> Iterator[dict[str, Tensor]]:
+    """Evaluation batches: sorted by length (little padding), then by position."""
+    order = sorted(range(len(pairs)), key=lambda i: (len(pairs[i][0]), len(pairs[i][1]), i))
+    for k in range(0, len(order), batch_size):
+        yield pad_batch([pairs[i] for i in order[k: k + batch_size]])
+
+
+def source_batches(sources: Sequence[list[int]], batch_size: int
+                   ) -> Iterator[tuple[list[int], dict[str, Tensor]]]:
+    """Translation input: (original positions, batch) sorted by length; the caller
+    puts the outputs back in input order with the positions. An empty source is
+    encoded as a lone EOS (the encoder needs one position)."""
+    from torch.nn.utils.rnn import pad_sequence
+
+    order = sorted(range(len(sources)), key=lambda i: (len(sources[i]), i))
+    for k in range(0, len(order), batch_size):
+        idx = order[k: k + batch_size]
+        src = pad_sequence([torch.tensor(sources[i] or [EOS], dtype=torch.long) for i in idx],
+                           padding_value=PAD)  # (S, B)
+        lengths = torch.tensor([max(1, len(sources[i])) for i in idx])
+        yield idx, {"src": src, "src_len": lengths, "src_mask": src != PAD}

@@ -1,0 +1,67 @@
+"""Loss curves as a PNG with matplotlib, an optional extra (pip install 'seqtool[plot]')."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from seqtool.errors import InputError
+
+INSTALL_HINT = "install the plotting extra: pip install 'seqtool[plot]' (or pip install matplotlib)"
+
+
+def check_plot_target(path: Path) -> None:
+    """Fail before any training if the PNG could not be written: matplotlib is
+    missing, the folder does not exist, the path is a folder or not writable."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise InputError("--plot needs matplotlib, which is not installed", INSTALL_HINT) from None
+    hint = "give a file path in an existing, writable folder, e.g. --plot losses.png"
+    if path.is_dir():
+        raise InputError(f"cannot write the plot: {path} is a folder", hint)
+    if not path.parent.is_dir():
+        raise InputError(f"cannot write the plot: folder {path.parent} does not exist", hint)
+    existed = path.exists()
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot write the plot to {path}: {exc.strerror or exc}", hint) from None
+    if not existed:
+        os.remove(path)
+
+
+def save_loss_plot(path: Path, curves: dict[str, list[float | None]], window: int,
+                   title: str, y_cap: float = 100.0) -> None:
+    """One line per run: mean training loss per window of steps, log scale; the
+    axis ends at y_cap (a curve above it leaves the top of the plot)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    shown = [v for c in curves.values() for v in c if v is not None and math.isfinite(v) and v > 0]
+    for name, curve in curves.items():
+        xs = [(i + 1) * window for i, v in enumerate(curve)
+              if v is not None and math.isfinite(v) and v > 0]
+        ys = [v for v in curve if v is not None and math.isfinite(v) and v > 0]
+        ax.plot(xs, ys, label=name, linewidth=1.4)
+    ax.set_yscale("log")
+    if shown:  # an exploding run would squash the others: cut the axis at y_cap
+        ax.set_ylim(min(shown) / 1.5, min(max(shown), y_cap) * 1.5)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"loss (mean over {window} steps)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    try:
+        fig.savefig(path, format="png")
+    except OSError as exc:
+        raise InputError(f"cannot write the plot to {path}: {exc.strerror or exc}",
+                         "give a file path in an existing, writable folder") from None
+    finally:
+        plt.close(fig)

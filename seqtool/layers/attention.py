@@ -1,0 +1,96 @@
+"""Attention over the encoder's annotations: additive (Bahdanau et al. 2015,
+section 3.1 and appendix A.1.2, "MLP" in OpenNMT), dot and general (Luong et
+al. 2015, section 3.1).
+
+Everything is time-major: memory (S, B, K), mask (S, B) with True on real
+source tokens. The key side of each score is computed once per batch by
+`keys(memory)` and carried in the decoding state, so a decoder step only
+projects its query. Scores on padding are -inf, so the weights are exactly 0
+there and sum to 1 over the unmasked positions.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+ATTENTIONS = ("bahdanau", "dot", "general", "none")
+
+
+class Attention(nn.Module):
+    """Base: score(query, keys) -> weights -> context; subclasses define the score."""
+
+    def keys(self, memory: Tensor) -> Tensor:
+        """(S, B, K) -> the precomputed key side (S, B, A)."""
+        return memory
+
+    def scores(self, query: Tensor, keys: Tensor) -> Tensor:
+        """query (..., B, Q), keys (S, B, A) -> (..., S, B)."""
+        raise NotImplementedError
+
+    def forward(self, query: Tensor, keys: Tensor, memory: Tensor, mask: Tensor
+                ) -> tuple[Tensor, Tensor]:
+        """query (B, Q) or (T, B, Q) -> context (B, K) / (T, B, K), weights (B, S) / (T, B, S)."""
+        scores = self.scores(query, keys)  # (S, B) or (T, S, B)
+        scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=-2)  # over S
+        if query.dim() == 2:
+            context = torch.einsum("sb,sbk->bk", weights, memory)  # (B, K)
+            return context, weights.t()  # (B, S)
+        context = torch.einsum("tsb,sbk->tbk", weights, memory)  # (T, B, K)
+        return context, weights.transpose(1, 2)  # (T, B, S)
+
+
+class BahdanauAttention(Attention):
+    """score(q, k) = v . tanh(W_q q + W_k k); no biases (as JoeyNMT)."""
+
+    def __init__(self, query_size: int, key_size: int, attn_size: int) -> None:
+        super().__init__()
+        self.key_layer = nn.Linear(key_size, attn_size, bias=False)
+        self.query_layer = nn.Linear(query_size, attn_size, bias=False)
+        self.energy_layer = nn.Linear(attn_size, 1, bias=False)
+
+    def keys(self, memory: Tensor) -> Tensor:
+        return self.key_layer(memory)  # (S, B, A)
+
+    def scores(self, query: Tensor, keys: Tensor) -> Tensor:
+        q = self.query_layer(query)  # (B, A) or (T, B, A)
+        if query.dim() == 2:
+            return self.energy_layer(torch.tanh(q[None] + keys))[..., 0]  # (S, B)
+        return self.energy_layer(torch.tanh(q[:, None] + keys[None]))[..., 0]  # (T, S, B)
+
+
+class DotAttention(Attention):
+    """score(q, k) = q . k; the query and key sizes must be equal."""
+
+    def scores(self, query: Tensor, keys: Tensor) -> Tensor:
+        if query.dim() == 2:
+            return torch.einsum("ba,sba->sb", query, keys)  # (S, B)
+        return torch.einsum("tba,sba->tsb", query, keys)  # (T, S, B)
+
+
+class GeneralAttention(DotAttention):
+    """score(q, k) = q . W k (Luong's "general"); W k is precomputed per batch."""
+
+    def __init__(self, query_size: int, key_size: int) -> None:
+        super().__init__()
+        self.key_layer = nn.Linear(key_size, query_size, bias=False)
+
+    def keys(self, memory: Tensor) -> Tensor:
+        return self.key_layer(memory)  # (S, B, Q)
+
+
+def make_attention(kind: str, query_size: int, key_size: int) -> Attention | None:
+    """An attention module, or None for kind "none"."""
+    if kind == "bahdanau":
+        return BahdanauAttention(query_size, key_size, query_size)
+    if kind == "dot":
+        if query_size != key_size:
+            raise ValueError(f"dot attention needs equal sizes: decoder {query_size}, "
+                             f"encoder output {key_size}; use general or bahdanau")
+        return DotAttention()
+    if kind == "general":
+        return GeneralAttention(query_size, key_size)
+    if kind == "none":
+        return None
+    raise ValueError(f"unknown attention {kind!r}; valid: {', '.join(ATTENTIONS)}")
