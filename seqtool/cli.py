@@ -67,6 +67,8 @@ def train() -> None:
 @click.option("--train-file", type=click.Path(path_type=Path), help="Plain text training file.")
 @click.option("--valid-file", type=click.Path(path_type=Path), help="Plain text validation file.")
 @click.option("--config", "preset", help="Preset name (lm-wikitext2, lm-ptb, lm-tiny) or TOML file.")
+@click.option("--tokenizer", "tokenizer_dir", type=click.Path(path_type=Path),
+              help="Tokenizer folder from `seqtool tokenizer train` (default: train one).")
 @click.option("--set", "overrides", multiple=True, metavar="TABLE.KEY=VALUE",
               help="Override one config key, e.g. --set train.lr=1e-3 (repeatable).")
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder (default runs/lm-...).")
@@ -76,7 +78,8 @@ def train() -> None:
 @device_option
 @json_option
 def train_lm_cmd(corpus: str | None, train_file: Path | None, valid_file: Path | None,
-                 preset: str | None, overrides: tuple[str, ...], out: Path | None,
+                 preset: str | None, tokenizer_dir: Path | None, overrides: tuple[str, ...],
+                 out: Path | None,
                  resume: Path | None, threads: int, device: str, as_json: bool) -> None:
     """Train a recurrent language model with truncated BPTT.
 
@@ -94,14 +97,16 @@ def train_lm_cmd(corpus: str | None, train_file: Path | None, valid_file: Path |
     from seqtool.console import RichReporter, print_json, stdout_console
 
     if resume is not None:
-        if corpus or train_file or valid_file or preset:
+        if corpus or train_file or valid_file or preset or tokenizer_dir:
             raise ConfigError("--resume takes its data and config from the run",
                               "only --set overrides may be given with --resume")
         cfg = resume_config(resume, overrides)
     else:
         data = {"corpus": corpus, "train_file": str(train_file) if train_file else None,
                 "valid_file": str(valid_file) if valid_file else None}
-        cfg = load_config("lm", preset, overrides, {"data": data})
+        tok = {"path": str(tokenizer_dir) if tokenizer_dir else None}
+        cfg = load_config("lm", preset, overrides, {"data": data, "tokenizer": tok})
+    _interrupt_on_signals()
     summary = train_lm(cfg, out, resume, RichReporter(), _device(device), threads)
     if as_json:
         print_json(summary)
@@ -109,6 +114,19 @@ def train_lm_cmd(corpus: str | None, train_file: Path | None, valid_file: Path |
         stdout_console().print(
             f"done ({summary['stop_reason']}): {summary['steps']} steps, best "
             f"{summary['metric']} {summary['best']:.2f}; checkpoints in {summary['run_dir']}")
+
+
+def _interrupt_on_signals() -> None:
+    """Ctrl-C and SIGTERM (schedulers, `kill`) both save a resumable last/ checkpoint.
+
+    SIGINT is re-armed too: a shell starts background jobs with it ignored."""
+    import signal
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 # --------------------------------------------------------------------------- use
@@ -223,7 +241,9 @@ def evaluate_lm_cmd(model_path: Path | None, corpus: str | None, split: str, fil
     else:
         stdout_console().print(
             f"perplexity [bold]{result['perplexity']:.2f}[/] (loss {result['loss']:.4f}) on "
-            f"{result['tokens']:,} tokens of {result['corpus']} {result['split']}")
+            f"{result['tokens']:,} tokens of {result['corpus']} {result['split']}"
+            + (f"; per word {result['word_perplexity']:.2f}" if "word_perplexity" in result
+               else ""))
 
 
 # --------------------------------------------------------------------------- info / export
@@ -597,7 +617,7 @@ def lab_cells(hidden: int, layers: int, batch_size: int, bptt: int, seconds: flo
     result = cells(hidden=hidden, layers=layers, batch_size=batch_size, bptt=bptt,
                    seconds=seconds, corpus_dir=corpus_dir, vocab=vocab,
                    valid_tokens=valid_tokens, seed=seed,
-                   on_cell=lambda name: note(f"measuring {name} ..."))
+                   on_cell=lambda what: note(f"{what} ..."))
     if as_json:
         print_json(result)
     else:

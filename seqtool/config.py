@@ -41,6 +41,8 @@ class DataConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class TokenizerConfig:
+    path: str = _opt("", "use this trained tokenizer folder (seqtool tokenizer train) "
+                         "instead of training one")
     kind: str = _opt("word", "word-level or sentencepiece", ("word", "unigram", "bpe"))
     vocab_size: int = _opt(8000, "sentencepiece vocabulary size", low=8)
     min_freq: int = _opt(1, "word level: words seen fewer times become <unk>", low=1)

@@ -1,7 +1,9 @@
-"""`seqtool evaluate lm`: word-level perplexity on a corpus split or a file."""
+"""`seqtool evaluate lm`: perplexity on a corpus split or a file (per token, and per
+word for subword tokenizers)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ def evaluate_lm(model_path: Path | None, corpus: str | None, split: str, file: P
     from seqtool.data.corpora import split_files
     from seqtool.data.cache import cached_token_stream
     from seqtool.data.lm import LMData, batchify
+    from seqtool.data.text import read_lines
     from seqtool.training import evaluate_loss
 
     if bool(corpus) == bool(file):
@@ -35,7 +38,14 @@ def evaluate_lm(model_path: Path | None, corpus: str | None, split: str, file: P
     stream = cached_token_stream(path, loaded.tokenizer)
     data = batchify(stream, min(batch_size, max(1, stream.numel() // 2)))
     metrics = evaluate_loss(loaded.model, LMData.windows(data, bptt), torch.device(device))
-    return {"perplexity": metrics["ppl"], "loss": metrics["loss"], "tokens": metrics["tokens"],
-            "corpus": corpus or str(path), "split": split if corpus else "file",
-            "model": str(loaded.folder)}
+    result = {"perplexity": metrics["ppl"], "loss": metrics["loss"], "tokens": metrics["tokens"],
+              "corpus": corpus or str(path), "split": split if corpus else "file",
+              "model": str(loaded.folder), "tokenizer": loaded.tokenizer.kind}
+    if loaded.tokenizer.kind != "word":
+        # subword models: also per word, total NLL / (whitespace words + one <eos> per line),
+        # so the figure compares with word-level models
+        words = sum(len(line.split()) + 1 for line in read_lines(path, "evaluation file"))
+        words *= metrics["tokens"] / stream.numel()  # the streams drop a few tail tokens
+        result["word_perplexity"] = math.exp(min(metrics["loss"] * metrics["tokens"] / words, 50))
+    return result
 

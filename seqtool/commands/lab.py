@@ -56,7 +56,9 @@ def run_variant(name: str, settings: dict[str, Any]) -> dict[str, Any]:
     verdict = classify(run.curve, max_norm, run.stopped_at is None, run.config.window)
     return {"name": name, "activation": run.config.activation, "init": run.config.init,
             "lr": run.config.lr, "outcome": verdict.outcome,
-            "final_loss": _finite(run.curve[-1]), "steps_to_converge": verdict.steps_to_converge,
+            "final_loss": _finite(run.curve[-1]),
+            "steps_to_converge": (None if verdict.steps_to_converge is None
+                                  else min(verdict.steps_to_converge, len(run.losses))),
             "accuracy": run.accuracy, "max_grad_norm": _finite(verdict.max_grad_norm),
             "steps_run": len(run.losses), "stopped_at": run.stopped_at,
             "tail_rel_std": verdict.tail_rel_std, "tail_drop": verdict.tail_drop,

@@ -87,7 +87,7 @@ def train_lm(cfg: RunConfig, out: Path | None = None, resume: Path | None = None
     from seqtool.data.cache import cached_token_stream
     from seqtool.data.lm import LMData
     from seqtool.data.text import read_lines
-    from seqtool.data.tokenizer import train_tokenizer
+    from seqtool.data.tokenizer import load_tokenizer, train_tokenizer
     from seqtool.models import build_model
     from seqtool.models.lm import count_parameters
     from seqtool.training import Trainer
@@ -110,8 +110,11 @@ def train_lm(cfg: RunConfig, out: Path | None = None, resume: Path | None = None
     train_path, valid_path = lm_split_path(cfg, "train"), lm_split_path(cfg, "valid")
     if tokenizer is None:
         tc = cfg.tokenizer
-        tokenizer = train_tokenizer(read_lines(train_path, "train file"), tc.kind,
-                                    tc.vocab_size, tc.min_freq, tc.max_vocab, tc.lowercase)
+        if tc.path:
+            tokenizer = load_tokenizer(Path(tc.path))
+        else:
+            tokenizer = train_tokenizer(read_lines(train_path, "train file"), tc.kind,
+                                        tc.vocab_size, tc.min_freq, tc.max_vocab, tc.lowercase)
         model = build_model("lm", cfg.model, tokenizer.vocab_size)
     data = LMData(cached_token_stream(train_path, tokenizer),
                   cached_token_stream(valid_path, tokenizer), cfg.train.batch_size,

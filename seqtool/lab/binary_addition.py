@@ -154,7 +154,7 @@ class AdditionRun:
     grad_norms: np.ndarray  # (steps_done,) gradient norm before clipping
     params: Params
     accuracy: float  # fraction of held-out additions with all 8 bits right
-    stopped_at: int | None = None  # step where loss or weights stopped being finite
+    stopped_at: int | None = None  # step where the loss or gradient stopped being finite
     curve: list[float] = field(default_factory=list)  # windowed mean loss
 
 
@@ -172,7 +172,7 @@ def accuracy(p: Params, pairs: np.ndarray, act: Activation) -> float:
 
 
 def train(cfg: AdditionConfig) -> AdditionRun:
-    """Gradient descent on one random held-in addition per step."""
+    """Gradient descent, one random addition per step (never a held-out one)."""
     if cfg.activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {cfg.activation!r}; valid: {', '.join(ACTIVATIONS)}")
     act = ACTIVATION[cfg.activation]
@@ -185,16 +185,16 @@ def train(cfg: AdditionConfig) -> AdditionRun:
     with np.errstate(over="ignore", invalid="ignore"):  # relu may overflow: caught below
         for step in range(cfg.steps):
             x, y = xs[:, step: step + 1], ys[:, step: step + 1]  # one addition, B = 1
-            hs, zs = forward(p, x, act)
+            hs, zs = forward(p, x, act)  # 1. forward through the 8 bits
             losses[step] = loss_fn(zs, y)
-            g = backward(p, x, y, hs, zs, act)
+            g = backward(p, x, y, hs, zs, act)  # 2. backward through time
             norms[step] = norm = grad_norm(g)
             if not (np.isfinite(losses[step]) and np.isfinite(norm)):
-                stopped = step
+                stopped = step  # the run blew up; nothing sensible can follow
                 break
-            scale = cfg.clip / norm if cfg.clip and norm > cfg.clip else 1.0
+            scale = cfg.clip / norm if cfg.clip and norm > cfg.clip else 1.0  # 3. clipping
             for k in p:
-                p[k] -= cfg.lr * scale * g[k]
+                p[k] -= cfg.lr * scale * g[k]  # 4. gradient descent
     done = cfg.steps if stopped is None else stopped + 1
     run = AdditionRun(cfg, losses[:done], norms[:done], p, accuracy(p, test, act), stopped)
     run.curve = windowed(run.losses, cfg.window)

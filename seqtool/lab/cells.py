@@ -19,6 +19,7 @@ three peephole vectors (p_i, p_f, p_o), so it has H parameters fewer than LSTM:
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ class CellsConfig:
     lr: float = 3e-3  # Adam
     clip: float = 0.25  # gradient norm clipping
     seconds: float = 60.0  # training budget per cell (0 = skip the perplexity part)
-    speed_steps: int = 5  # timed steps for tokens/s (after one warm-up step)
+    speed_steps: int = 20  # timed steps per cell for tokens/s (after two warm-up steps)
     vocab: int = 10_000  # vocabulary of the synthetic batch when no corpus is given
     valid_tokens: int = 0  # evaluate on at most this many validation tokens (0 = all)
     seed: int = 0
@@ -81,17 +82,23 @@ def train_step(model: RNNLM, opt: torch.optim.Optimizer, batch: dict[str, Tensor
     return float(res.loss_sum.detach()) / res.tokens, res.carry
 
 
-def tokens_per_second(model: RNNLM, cfg: CellsConfig, vocab_size: int) -> float:
-    """Training speed (forward, backward, Adam step) on one random batch (T, B)."""
+def tokens_per_second(models: dict[str, RNNLM], cfg: CellsConfig, vocab_size: int
+                      ) -> dict[str, float]:
+    """Training speed (forward, backward, Adam step) of each model on the same random
+    batch (T, B). The models take turns, one step each per round, and each one's
+    median step time counts, so a burst of load elsewhere hits all of them alike."""
     gen = torch.Generator().manual_seed(cfg.seed)
     ids = torch.randint(0, vocab_size, (cfg.bptt + 1, cfg.batch_size), generator=gen)
     batch = {"input": ids[:-1], "target": ids[1:]}  # (T, B) each
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    train_step(model, opt, batch, None, cfg.clip)  # warm-up
-    start = time.perf_counter()
-    for _ in range(cfg.speed_steps):
-        train_step(model, opt, batch, None, cfg.clip)
-    return cfg.speed_steps * cfg.bptt * cfg.batch_size / (time.perf_counter() - start)
+    opts = {name: torch.optim.Adam(m.parameters(), lr=cfg.lr) for name, m in models.items()}
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for round_ in range(2 + cfg.speed_steps):  # two warm-up rounds: allocations, kernels
+        for name, model in models.items():
+            start = time.perf_counter()
+            train_step(model, opts[name], batch, None, cfg.clip)
+            if round_ >= 2:
+                times[name].append(time.perf_counter() - start)
+    return {name: cfg.bptt * cfg.batch_size / statistics.median(t) for name, t in times.items()}
 
 
 @dataclass
@@ -140,20 +147,24 @@ def compare_cells(cfg: CellsConfig, data: CorpusStreams | None,
                   on_cell: Callable[[str], None] | None = None) -> list[dict[str, object]]:
     """One row per cell: parameter counts, tokens/s, and (with data) validation perplexity."""
     vocab = data.vocab_size if data is not None else cfg.vocab
-    rows: list[dict[str, object]] = []
+    models = {}
     for name in CELLS:
-        if on_cell:
-            on_cell(name)
         torch.manual_seed(cfg.seed)
-        model = build_lm(name, cfg, vocab)
+        models[name] = build_lm(name, cfg, vocab)
+    if on_cell:
+        on_cell("speed of every cell")
+    speed = tokens_per_second(models, cfg, vocab)
+    rows: list[dict[str, object]] = []
+    for name, model in models.items():
         counts = count_parameters(model)
         row: dict[str, object] = {
             "name": name, "cell": CELLS[name], "recurrent_parameters": counts["rnn"],
             "expected_recurrent_parameters": expected_recurrent_parameters(
                 name, cfg.hidden, cfg.hidden, cfg.layers),
-            "parameters": sum(counts.values()),
-            "tokens_per_s": tokens_per_second(model, cfg, vocab)}
+            "parameters": sum(counts.values()), "tokens_per_s": speed[name]}
         if data is not None and cfg.seconds > 0:
+            if on_cell:
+                on_cell(f"training {name} for {cfg.seconds:g} s")
             torch.manual_seed(cfg.seed)
             row.update(train_for(build_lm(name, cfg, vocab), data, cfg))
         rows.append(row)
