@@ -25,6 +25,7 @@ in the hypothesis.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -128,18 +129,19 @@ def beam_search(model: Any, batch: dict[str, Tensor], *, beam_size: int = 5, n_b
         if attn_hist is not None:
             attn_hist = attn_hist[parent.view(-1)]
         still = []
+        best_alive = scores[:, 0].tolist()
         for a, s in enumerate(active):
             if t >= limits[s]:  # alive beams end here, as greedy does at max_len
                 for j in range(k):
                     raw = float(scores[a, j])
-                    if torch.isfinite(scores[a, j]) or not finished[s]:
+                    if math.isfinite(raw) or not finished[s]:
                         r = a * k + j
                         finished[s].append(Hypothesis(
                             history[r].tolist(), raw / length_penalty(t, alpha), raw,
                             attn_hist[r] if attn_hist is not None else None))
                 continue
             done = sorted((h.score for h in finished[s]), reverse=True)
-            bound = float(scores[a, 0]) / length_penalty(limits[s], alpha)
+            bound = best_alive[a] / length_penalty(limits[s], alpha)
             if len(done) < n_best or done[n_best - 1] < bound:
                 still.append(a)
         if len(still) < len(active):

@@ -34,16 +34,22 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path
                   ) -> tuple[list[str], list[str], int]:
     """The aligned lines of two files, pairs with an empty side dropped.
     Returns (source lines, target lines, number of pairs skipped)."""
-    src = read_lines(src_path, "source file")
-    tgt = read_lines(tgt_path, "target file")
+    return align_lines(read_lines(src_path, "source file"), read_lines(tgt_path, "target file"),
+                       str(src_path), str(tgt_path))
+
+
+def align_lines(src: list[str], tgt: list[str], src_name: str, tgt_name: str
+                ) -> tuple[list[str], list[str], int]:
+    """Check that two sides have as many lines (DataError naming both and their
+    counts) and drop the pairs with an empty side; returns them and the count dropped."""
     if len(src) != len(tgt):
-        raise DataError(f"parallel files are not aligned: {src_path} has {len(src)} lines, "
-                        f"{tgt_path} has {len(tgt)}",
+        raise DataError(f"parallel files are not aligned: {src_name} has {len(src)} lines, "
+                        f"{tgt_name} has {len(tgt)}",
                         "each source line needs its translation on the same line of the "
                         "target file")
     keep = [i for i, (s, t) in enumerate(zip(src, tgt)) if s.strip() and t.strip()]
     if not keep:
-        raise DataError(f"no sentence pairs in {src_path} / {tgt_path} (every pair has an "
+        raise DataError(f"no sentence pairs in {src_name} / {tgt_name} (every pair has an "
                         "empty side)", "give files with text on the same lines")
     return [src[i] for i in keep], [tgt[i] for i in keep], len(src) - len(keep)
 

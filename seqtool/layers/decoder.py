@@ -80,7 +80,7 @@ class RecurrentDecoder(nn.Module):
                              f"equal the decoder size ({hidden})")
         if bridge not in BRIDGES:
             raise ValueError(f"unknown bridge {bridge!r}; valid: {', '.join(BRIDGES)}")
-        self.cell, self.layers, self.hidden = cell, layers, hidden
+        self.layers, self.hidden = layers, hidden
         self.bridge_kind, self.peeky = bridge, peeky
         self.attention = make_attention(attention, hidden, memory_size)
         self.feeding = input_feeding and self.attention is not None
