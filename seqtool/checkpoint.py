@@ -1,7 +1,8 @@
 """Checkpoint folders: safetensors + JSON + tokenizer + model card. No pickle.
 
     <run>/best/, <run>/last/   config.json, model.safetensors, tokenizer files,
-                               MODEL_CARD.md
+                               MODEL_CARD.md; a translation model with two
+                               vocabularies keeps the target's tokenizer in tgt/
     <run>/last/ also           trainer_state.json, optimizer.safetensors, rng.safetensors
     <run>/metrics.jsonl        one line per evaluation
 
@@ -28,6 +29,7 @@ OPTIMIZER_FILE = "optimizer.safetensors"
 RNG_FILE = "rng.safetensors"
 STATE_FILE = "trainer_state.json"
 CARD_FILE = "MODEL_CARD.md"
+TGT_DIR = "tgt"  # the target side's tokenizer files (translation, separate vocabularies)
 
 
 def atomic_folder_write(folder: Path, write: Any) -> None:
@@ -40,9 +42,10 @@ def atomic_folder_write(folder: Path, write: Any) -> None:
     tmp.mkdir()
     try:
         write(tmp)
-        for f in tmp.iterdir():  # data on disk before the rename
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
+        for f in tmp.rglob("*"):  # data on disk before the rename
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
         if folder.exists():
             os.replace(folder, old)
         os.replace(tmp, folder)
@@ -61,28 +64,50 @@ def atomic_write_text(path: Path, text: str) -> None:
 class Loaded:
     model: Any  # nn.Module, in eval mode
     config: Any  # RunConfig
-    tokenizer: Any
+    tokenizer: Any  # the (source) tokenizer
     meta: dict[str, Any]  # the whole config.json
     folder: Path
+    tgt_tokenizer: Any = None  # translation: the target's; otherwise the same as tokenizer
+
+    def __post_init__(self) -> None:
+        if self.tgt_tokenizer is None:
+            self.tgt_tokenizer = self.tokenizer
 
 
 def save_checkpoint(folder: Path, *, model: Any, config: Any, tokenizer: Any,
                     card: str, extra_meta: dict[str, Any] | None = None,
-                    training: dict[str, Any] | None = None, half: bool = False) -> None:
-    """Write a checkpoint folder. `training` = {"state", "optimizer", "rng"} for resumable ones."""
+                    training: dict[str, Any] | None = None, half: bool = False,
+                    tgt_tokenizer: Any = None) -> None:
+    """Write a checkpoint folder. `training` = {"state", "optimizer", "rng"} for resumable ones.
+
+    A translation model gets `tgt_tokenizer` (the same object for one joint
+    vocabulary); its vocab_size is stored as [source, target]."""
     import copy
 
     from safetensors.torch import save_file, save_model
 
+    two_sided = model.kind == "translate"
+    if two_sided and tgt_tokenizer is None:
+        raise ValueError("a translation checkpoint needs tgt_tokenizer (pass the tokenizer "
+                         "itself for a joint vocabulary)")
+    separate = two_sided and tgt_tokenizer is not tokenizer
+    vocab: Any = tokenizer.vocab_size
+    meta_tok: dict[str, Any] = {"tokenizer_kind": tokenizer.kind}
+    if two_sided:
+        vocab = [tokenizer.vocab_size, tgt_tokenizer.vocab_size]
+        meta_tok["tgt_tokenizer_kind"] = tgt_tokenizer.kind
     meta = {"format_version": FORMAT_VERSION, "seqtool_version": __version__,
-            "kind": model.kind, "vocab_size": tokenizer.vocab_size,
-            "tokenizer_kind": tokenizer.kind, **config.to_dict(), **(extra_meta or {})}
+            "kind": model.kind, "vocab_size": vocab, **meta_tok, **config.to_dict(),
+            **(extra_meta or {})}
 
     def write(tmp: Path) -> None:
         m = copy.deepcopy(model).half() if half else model
         save_model(m, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False), "utf-8")
         tokenizer.save(tmp)
+        if separate:
+            (tmp / TGT_DIR).mkdir()
+            tgt_tokenizer.save(tmp / TGT_DIR)
         (tmp / CARD_FILE).write_text(card, "utf-8")
         if training is not None:
             (tmp / STATE_FILE).write_text(json.dumps(training["state"], indent=2), "utf-8")
@@ -142,8 +167,9 @@ def load_checkpoint(path: str | Path, expect_kind: str | tuple[str, ...] | None 
         raise CheckpointError(f"{folder} is a {kind!r} checkpoint, not {' or '.join(kinds)}",
                               f"use a {' or '.join(kinds)} model here")
     try:
-        config = build_config({k: meta[k] for k in ("task", "data", "tokenizer", "model",
-                                                      "train")})
+        config = build_config({**{k: meta[k] for k in ("task", "data", "tokenizer", "model",
+                                                        "train")},
+                               **({"search": meta["search"]} if "search" in meta else {})})
     except KeyError as exc:
         raise CheckpointError(f"{folder / CONFIG_FILE} lacks {exc}", "the checkpoint is damaged"
                               ) from None
@@ -151,10 +177,23 @@ def load_checkpoint(path: str | Path, expect_kind: str | tuple[str, ...] | None 
         raise CheckpointError(f"{folder / CONFIG_FILE}: {exc.message}",
                               "the checkpoint is damaged or from another seqtool") from None
     tokenizer = load_tokenizer(folder)
-    if tokenizer.vocab_size != meta.get("vocab_size"):
-        raise CheckpointError("tokenizer and model disagree on the vocabulary size",
+    tgt_tokenizer = tokenizer
+    sizes: Any = tokenizer.vocab_size
+    if kind == "translate":  # [source, target]; tgt/ holds a separate target tokenizer
+        if (folder / TGT_DIR).is_dir():
+            tgt_tokenizer = load_tokenizer(folder / TGT_DIR)
+        sizes = (tokenizer.vocab_size, tgt_tokenizer.vocab_size)
+    stored = meta.get("vocab_size")
+    if (list(sizes) if isinstance(sizes, tuple) else sizes) != stored:
+        raise CheckpointError(f"tokenizer and model disagree on the vocabulary size (tokenizer "
+                              f"files {list(sizes) if isinstance(sizes, tuple) else sizes}, "
+                              f"{CONFIG_FILE} {stored})",
                               "the checkpoint folder mixes files from different runs")
-    model = build_model(kind, config.model, tokenizer.vocab_size)
+    try:
+        model = build_model(kind, config.model, sizes)
+    except ConfigError as exc:
+        raise CheckpointError(f"{folder / CONFIG_FILE}: {exc.message}",
+                              "the checkpoint is damaged or from another seqtool") from None
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing", "the checkpoint is incomplete")
@@ -179,7 +218,7 @@ def load_checkpoint(path: str | Path, expect_kind: str | tuple[str, ...] | None 
                               f"unexpected {sorted(unexpected)[:5]}",
                               "the checkpoint was written by another architecture")
     model.to(device).eval()
-    return Loaded(model, config, tokenizer, meta, folder)
+    return Loaded(model, config, tokenizer, meta, folder, tgt_tokenizer)
 
 
 def optimizer_to_tensors(opt: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -1,6 +1,7 @@
 """Typed, frozen configs read from strict TOML.
 
-A run's config has four tables: `[data]`, `[tokenizer]`, `[model]`, `[train]`.
+A run's config has five tables: `[data]`, `[tokenizer]`, `[model]`, `[train]`
+and `[search]` (decoding defaults, stored with the model).
 Presets ship in `seqtool/presets/*.toml`; `--set train.lr=3e-4` overrides one
 key. Unknown keys are refused with a "did you mean" hint, and choices and
 ranges are checked with a message that lists the valid values.
@@ -37,6 +38,19 @@ class DataConfig:
     train_file: str = _opt("", "plain text training file (instead of --corpus)")
     valid_file: str = _opt("", "plain text validation file")
     test_file: str = _opt("", "plain text test file")
+    # translation: a parallel corpus's two languages, or line-aligned plain files
+    src_lang: str = _opt("", "translation: source language code of --corpus (e.g. de)")
+    tgt_lang: str = _opt("", "translation: target language code of --corpus (e.g. en)")
+    train_src: str = _opt("", "translation: source side of the training pairs (plain text)")
+    train_tgt: str = _opt("", "translation: target side of the training pairs")
+    valid_src: str = _opt("", "translation: source side of the validation pairs")
+    valid_tgt: str = _opt("", "translation: target side of the validation pairs")
+    test_src: str = _opt("", "translation: source side of the test pairs")
+    test_tgt: str = _opt("", "translation: target side of the test pairs")
+    bleu_tokenize: str = _opt("", "translation: sacrebleu tokenizer for BLEU ('' = by target "
+                              "language: char for ja/ko, zh for zh, else 13a)",
+                              ("", "13a", "intl", "char", "none", "zh", "ja-mecab", "ko-mecab",
+                               "flores101", "flores200"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,12 +162,13 @@ class RunConfig:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: Any = field(default_factory=LMModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)  # decoding defaults
 
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.task, **{t: _table_dict(getattr(self, t)) for t in TABLES}}
 
 
-TABLES = ("data", "tokenizer", "model", "train")
+TABLES = ("data", "tokenizer", "model", "train", "search")
 
 
 def _table_dict(obj: Any) -> dict[str, Any]:
@@ -169,7 +184,7 @@ def _table_classes(task: str) -> dict[str, type]:
         raise ConfigError(f"unknown task {task!r}",
                           f"valid tasks: {', '.join(sorted(MODEL_CONFIGS))}")
     return {"data": DataConfig, "tokenizer": TokenizerConfig,
-            "model": MODEL_CONFIGS[task], "train": TrainConfig}
+            "model": MODEL_CONFIGS[task], "train": TrainConfig, "search": SearchConfig}
 
 
 def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
@@ -269,6 +284,12 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 def preset_names() -> list[str]:
     files = resources.files("seqtool.presets").iterdir()
     return sorted(p.name[:-5] for p in files if p.name.endswith(".toml"))
+
+
+def preset_task(name: str) -> str:
+    """The task a shipped preset is for ("lm", "translate")."""
+    text = resources.files("seqtool.presets").joinpath(name + ".toml").read_text()
+    return str(tomllib.loads(text).get("task", "lm"))
 
 
 def load_config(task: str, preset: str | None, overrides: tuple[str, ...] = (),

@@ -6,8 +6,10 @@ not a terminal, output is plain (no colour, no boxes).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -50,8 +52,10 @@ class RichReporter:
         self.json_lines = json_lines
         self.progress: Any = None
         self.task: Any = None
+        self.metric = "valid_ppl"  # the score that picks best/
 
     def on_start(self, info: dict[str, Any]) -> None:
+        self.metric = info.get("metric", self.metric)
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                    TimeElapsedColumn, TimeRemainingColumn)
 
@@ -74,7 +78,7 @@ class RichReporter:
     def on_eval(self, m: dict[str, Any]) -> None:
         extra = " ".join(f"{k[6:]} {v:.4g}" for k, v in m.items()
                          if k.startswith("valid_") and k not in ("valid_loss", "valid_ppl"))
-        best = "  [green]best[/]" if m.get("best") == m.get("valid_ppl") else ""
+        best = "  [green]best[/]" if m.get("best") == m.get(self.metric) else ""
         self.progress.console.print(
             f"eval step {m['step']} epoch {m['epoch']:.2f}: valid loss {m['valid_loss']:.4f} "
             f"ppl {m['valid_ppl']:.2f} {extra}{best}")
@@ -119,9 +123,108 @@ def render_info(info: dict[str, Any]) -> None:
     table.add_row("[bold]total[/]", f"[bold]{info['total_parameters']:,}[/]")
     con.print(table)
     size = sum(info["files"].values())
+    vocab = info["vocab_size"]
+    vocab = (f"{vocab[0]:,} source / {vocab[1]:,} target" if isinstance(vocab, list)
+             else f"{vocab:,}")
     con.print(f"{info['kind']} model, {info['tokenizer']} tokenizer, vocabulary "
-              f"{info['vocab_size']:,}, weights {info['weights_dtype']}, "
+              f"{vocab}, weights {info['weights_dtype']}, "
               f"{size / 1e6:.1f} MB in {info['path']}")
+
+
+# --------------------------------------------------------------------------- translate
+@contextlib.contextmanager
+def line_progress(label: str) -> Iterator[Callable[[int], None]]:
+    """A lines-done counter with lines/s on stderr, shown only when stderr is a terminal;
+    yields advance(n)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    con = stderr_console()
+    bar = Progress(SpinnerColumn(), TextColumn(f"[bold]{label}[/]"),
+                   TextColumn("{task.completed:,} lines"),
+                   TextColumn("{task.fields[rate]}"),
+                   TimeElapsedColumn(), console=con, transient=True,
+                   redirect_stdout=False,  # stdout carries the results, never the bar
+                   disable=not con.is_terminal)
+    task = bar.add_task(label, total=None, rate="")
+
+    def advance(n: int) -> None:
+        bar.advance(task, n)
+        speed = bar.tasks[0].speed
+        if speed:
+            bar.update(task, rate=f"{speed:,.0f} lines/s")
+
+    with bar:
+        yield advance
+
+
+def render_translation(t: Any, show_attention: bool = False) -> None:
+    """One sentence: the best translation (plain: just its text), the n-best list with
+    scores, and optionally the attention heat map."""
+    from rich.markup import escape
+
+    con = stdout_console()
+    if len(t.texts) == 1 and not con.is_terminal:
+        con.print(escape(t.texts[0]))
+    elif len(t.texts) == 1:
+        con.print(f"[bold green]{escape(t.texts[0])}[/]")
+    else:
+        from rich.table import Table
+
+        table = Table("#", "translation", "score", box=None)
+        for i, (text, score) in enumerate(zip(t.texts, t.scores), 1):
+            table.add_row(str(i), escape(text), f"{score:.3f}")
+        con.print(table)
+    if show_attention and t.attention:
+        con.print(attention_heat_map(t.attention))
+
+
+SHADES = ((0.05, " "), (0.15, "·"), (0.3, "░"), (0.5, "▒"), (0.7, "▓"), (2.0, "█"))
+
+
+def _shade(w: float) -> str:
+    """A block character for an attention weight (readable without colours too)."""
+    return next(ch for limit, ch in SHADES if w < limit)
+
+
+def attention_heat_map(att: dict[str, Any]) -> Any:
+    """Source tokens as columns, target tokens as rows, each cell shaded by its weight
+    (blue background, and a block character that survives plain output)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="attention (rows: target, columns: source)", title_justify="left",
+                  box=None, padding=(0, 1), show_edge=False)
+    table.add_column("", justify="right", no_wrap=True, style="bold")
+    for tok in att["source_tokens"]:
+        table.add_column(escape(tok), justify="center", no_wrap=True, min_width=2)
+    for tok, row in zip(att["target_tokens"], att["weights"]):
+        cells = []
+        for w in row:
+            level = min(255, int(w * 255))
+            shade = _shade(w)
+            fg = "white" if w > 0.5 else "black"
+            cells.append(f"[{fg} on rgb({255 - level},{255 - level},255)]{shade * 2}[/]")
+        table.add_row(escape(tok), *cells)
+    return table
+
+
+def render_scores(result: dict[str, Any], to_stdout: bool = False) -> None:
+    """BLEU and chrF with their signatures (on stderr after translating to stdout; on
+    stdout for `evaluate translate`), and sentences/s when measured."""
+    from rich.markup import escape
+
+    con = stdout_console() if to_stdout else stderr_console()
+    line = (f"BLEU [bold]{result['bleu']:.2f}[/]  chrF [bold]{result['chrf']:.2f}[/] on "
+            f"{result['sentences']:,} sentences")
+    if "split" in result:
+        where = (f"{result['corpus']} {result['split']}" if result["split"] != "file"
+                 else f"{result['corpus']} vs {result['reference']}")
+        langs = f" {result['src']} -> {result['tgt']}" if result.get("src") else ""
+        line += (f" of {escape(where)}{langs} (beam {result['beam']}, "
+                 f"{result['sentences_per_s']:,.1f} sentences/s)")
+    con.print(line, soft_wrap=True)
+    con.print(f"[dim]BLEU signature: {result['bleu_signature']}[/]", soft_wrap=True)
+    con.print(f"[dim]chrF signature: {result['chrf_signature']}[/]", soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- lab

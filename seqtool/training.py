@@ -2,7 +2,9 @@
 
 It knows only the `loss(batch, carry)` protocol (models/base.py) and a data
 object with `train_batches(epoch)`, `valid_batches()`, `steps_per_epoch()`,
-`metric` and `higher_is_better`. It reports through a Reporter (the CLI's
+`metric` and `higher_is_better`, and optionally `extra_metrics(model, device)
+-> {name: value}` (e.g. greedy-decoding BLEU), merged into each evaluation as
+`valid_<name>`, so `metric` may name one. It reports through a Reporter (the CLI's
 rich progress bar, or nothing) and saves through a `save(name, training)`
 callback; it never prints.
 
@@ -93,8 +95,10 @@ def evaluate_loss(model: nn.Module, batches: Iterable[dict[str, Tensor]], device
 class Trainer:
     def __init__(self, model: nn.Module, data: Any, cfg: TrainConfig, run_dir: Path,
                  save: Callable[[str, dict[str, Any] | None], None],
-                 reporter: Reporter | None = None, device: str | torch.device = "cpu") -> None:
+                 reporter: Reporter | None = None, device: str | torch.device = "cpu",
+                 resume_command: str = "seqtool train lm") -> None:
         self.model = model
+        self.resume_command = resume_command  # for the hint after Ctrl-C
         self.data = data
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -197,6 +201,7 @@ class Trainer:
                   "valid_loss": metrics["loss"], "valid_ppl": metrics["ppl"],
                   **{f"valid_{k}": v for k, v in metrics.items()
                      if k not in ("loss", "ppl", "tokens")}}
+        record.update({f"valid_{k}": v for k, v in self._extra_metrics().items()})
         score = record[self.data.metric]
         best_seen = self._best_seen()
         if scheduled:
@@ -216,6 +221,19 @@ class Trainer:
         self.reporter.on_eval(record)
         return scheduled and bool(cfg.patience) and st.bad_evals >= cfg.patience
 
+    def _extra_metrics(self) -> dict[str, float]:
+        """The data's own validation metrics (e.g. BLEU), computed in eval mode."""
+        hook = getattr(self.data, "extra_metrics", None)
+        if hook is None:
+            return {}
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad(), autocast(self.device, self.cfg.precision):
+                return dict(hook(self.model, self.device))
+        finally:
+            self.model.train(was_training)
+
     def _beats(self, score: float, other: float | None) -> bool:
         return other is None or (score > other if self.data.higher_is_better else score < other)
 
@@ -234,7 +252,8 @@ class Trainer:
         if cfg.max_steps:
             total_steps = min(total_steps, cfg.max_steps)
         self.reporter.on_start({"total_steps": total_steps, "start_step": st.global_step,
-                                "steps_per_epoch": steps_per_epoch})
+                                "steps_per_epoch": steps_per_epoch,
+                                "metric": self.data.metric})
         t0 = time.perf_counter() - st.elapsed_s
         win_tokens, win_t, win_loss, win_n = 0, time.perf_counter(), 0.0, 0
         stop_reason = ""  # a finished run goes on when --resume raised train.epochs
@@ -295,7 +314,8 @@ class Trainer:
         except KeyboardInterrupt:
             self.save("last", self.training_snapshot())
             raise Interrupted(f"interrupted at step {st.global_step}; saved {self.run_dir}/last",
-                              f"resume with: seqtool train lm --resume {self.run_dir}") from None
+                              f"resume with: {self.resume_command} --resume {self.run_dir}"
+                              ) from None
         summary = {"stop_reason": stop_reason, "steps": st.global_step,
                    "tokens_seen": st.tokens_seen, "elapsed_s": st.elapsed_s,
                    "best": self._best_seen(), "metric": self.data.metric,

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from seqtool.config import (LMModelConfig, RunConfig, TrainConfig, build_config, load_config,
-                            parse_override, preset_names)
+from seqtool.config import (MODEL_CONFIGS, LMModelConfig, RunConfig, TrainConfig, build_config,
+                            load_config, parse_override, preset_names, preset_task)
 from seqtool.errors import ConfigError
 from seqtool.models import build_model
 
 
 def test_presets_exist_and_build():
     names = preset_names()
-    assert {"lm-tiny", "lm-wikitext2"} <= set(names)
+    assert {"lm-tiny", "lm-wikitext2", "lm-ptb", "translate-tiny", "translate-multi30k"} <= set(names)
     for name in names:
-        cfg = load_config("lm", name)
+        cfg = load_config(preset_task(name), name)
         assert isinstance(cfg, RunConfig)
-        assert isinstance(cfg.model, LMModelConfig)
+        assert isinstance(cfg.model, MODEL_CONFIGS[cfg.task])
         assert isinstance(cfg.train, TrainConfig)
         # the config round-trips through its JSON form (what checkpoints store)
         assert build_config(cfg.to_dict()) == cfg

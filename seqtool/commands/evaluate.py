@@ -1,5 +1,6 @@
 """`seqtool evaluate lm`: perplexity on a corpus split or a file (per token, and per
-word for subword tokenizers)."""
+word for subword tokenizers). `seqtool evaluate translate`: BLEU and chrF with the
+sacrebleu signature, and translation speed."""
 
 from __future__ import annotations
 
@@ -49,3 +50,51 @@ def evaluate_lm(model_path: Path | None, corpus: str | None, split: str, file: P
         result["word_perplexity"] = math.exp(min(metrics["loss"] * metrics["tokens"] / words, 50))
     return result
 
+
+
+def evaluate_translate(model_path: Path | None, corpus: str | None, split: str,
+                       src: str | None, tgt: str | None, src_file: Path | None,
+                       ref_file: Path | None, search_flags: dict[str, Any] | None = None,
+                       batch_size: int = 64, device: str = "cpu",
+                       bleu_tokenize: str | None = None) -> dict[str, Any]:
+    """BLEU and chrF (sacrebleu, with signatures) of the model's translations of a
+    parallel corpus split or of --src-file against --ref-file, and sentences/s."""
+    import time
+
+    from seqtool.commands.translate import (bleu_tokenize_for, corpus_pairs, load_translator,
+                                            score_lines, search_settings, translate_lines)
+    from seqtool.data.text import read_lines
+
+    if (src_file is None) != (ref_file is None):
+        raise ConfigError("give both --src-file and --ref-file",
+                          "the reference has the translation of each source line")
+    if corpus and src_file:
+        raise ConfigError("give either --corpus or --src-file/--ref-file, not both",
+                          "e.g. seqtool evaluate translate --model RUN --corpus multi30k")
+    loaded = load_translator(model_path, src, tgt, device)
+    data = loaded.config.data
+    src, tgt = src or data.src_lang, tgt or data.tgt_lang
+    skipped = 0
+    if src_file is not None:
+        sources = read_lines(src_file, "source file")
+        refs = read_lines(ref_file, "reference file")
+        if len(sources) != len(refs):
+            raise DataError(f"{src_file} has {len(sources)} lines, {ref_file} has {len(refs)}",
+                            "the reference needs one line per source line")
+        where = {"corpus": str(src_file), "split": "file", "reference": str(ref_file)}
+    else:
+        corpus = corpus or data.corpus
+        if not corpus:
+            raise ConfigError("no evaluation data", "give --corpus NAME (with --split), or "
+                              "--src-file and --ref-file")
+        sources, refs, skipped = corpus_pairs(corpus, split, src, tgt)
+        where = {"corpus": corpus, "split": split}
+    search = search_settings(loaded.config.search, **(search_flags or {}))
+    t0 = time.perf_counter()
+    hyps = [t.texts[0] for t in translate_lines(loaded, sources, search, device, batch_size)]
+    seconds = time.perf_counter() - t0
+    scores = score_lines(hyps, refs, bleu_tokenize_for(loaded, tgt, bleu_tokenize),
+                         loaded.tgt_tokenizer.lowercase)
+    return {**scores, **where, "src": src, "tgt": tgt, "skipped_empty": skipped,
+            "beam": search.beam_size, "alpha": search.alpha, "seconds": seconds,
+            "sentences_per_s": len(hyps) / max(seconds, 1e-9), "model": str(loaded.folder)}

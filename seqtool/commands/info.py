@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 STANDARD_KEYS = ("format_version", "seqtool_version", "kind", "vocab_size", "tokenizer_kind",
-                 "task", "data", "tokenizer", "model", "train")
+                 "task", "data", "tokenizer", "model", "train", "search")
 
 
 def checkpoint_info(path: Path | None) -> dict[str, Any]:
@@ -48,5 +48,6 @@ def export_checkpoint(source: Path, dest: Path, half: bool = False) -> int:
                                                                ).is_file() else ""
     extra = {k: v for k, v in loaded.meta.items() if k not in STANDARD_KEYS}
     save_checkpoint(Path(dest), model=loaded.model, config=loaded.config,
-                    tokenizer=loaded.tokenizer, card=card, extra_meta=extra, half=half)
+                    tokenizer=loaded.tokenizer, tgt_tokenizer=loaded.tgt_tokenizer, card=card,
+                    extra_meta=extra, half=half)
     return sum(f.stat().st_size for f in Path(dest).iterdir())

@@ -1,0 +1,58 @@
+"""The shipped default language model: present, small, loadable, and as good as its card says."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from seqtool.commands.predict import DEFAULT_LM, predict_next, shipped_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_model_is_small_fp16_and_has_a_card() -> None:
+    folder = shipped_model(DEFAULT_LM)
+    size = sum(f.stat().st_size for f in folder.iterdir())
+    assert size < 20e6, f"shipped model is {size / 1e6:.1f} MB; keep it under 20 MB"
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        dtypes = {str(f.get_slice(k).get_dtype()) for k in f.keys()}
+    assert dtypes == {"F16"}
+    card = (folder / "MODEL_CARD.md").read_text("utf-8")
+    assert "seqtool train lm" in card and "test perplexity" in card.lower()
+    meta = json.loads((folder / "config.json").read_text("utf-8"))
+    assert meta["kind"] == "lm" and meta["data"]["corpus"] == "wikitext-2"
+
+
+def test_default_model_predicts_a_plausible_next_word() -> None:
+    result = predict_next("the united", 10)
+    words = [c["token"] for c in result["candidates"]]
+    assert "states" in words[:3], words
+    probs = [c["probability"] for c in result["candidates"]]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+
+
+def test_readme_main_job_runs() -> None:
+    proc = subprocess.run([sys.executable, "-m", "seqtool", "predict", "some of them looks like"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Prediction: some of them looks like " in proc.stdout
+
+
+@pytest.mark.slow
+def test_shipped_model_wikitext2_test_perplexity(corpora_dir: Path) -> None:
+    """The issue's target: WikiText-2 test perplexity <= 110 for the shipped model."""
+    from seqtool.commands.evaluate import evaluate_lm
+    from seqtool.data.corpora import import_corpus
+
+    import_corpus("wikitext-2", corpora_dir / "wikitext-2")
+    result = evaluate_lm(None, "wikitext-2", "test", None)
+    assert result["tokens"] > 240_000
+    assert result["perplexity"] <= 110, result
+    card = (shipped_model(DEFAULT_LM) / "MODEL_CARD.md").read_text("utf-8")
+    assert f"{result['perplexity']:.2f}" in card, "the model card must state the measured figure"
