@@ -1,0 +1,132 @@
+"""The root `seqtool` group, shared options, and the one error exit path.
+
+The command line is a package (seqtool/cli/) rather than one cli.py: with
+translation, corpora and the lab it outgrew one 400-line module. click and
+rich are still imported only here and in seqtool/console.py.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from seqtool import __version__
+from seqtool.errors import InputError, SeqtoolError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def resolve_device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+device_option = click.option("--device", default="auto", show_default=True,
+                             type=click.Choice(["auto", "cpu", "cuda"]),
+                             help="Where to run; auto picks CUDA when present.")
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print one JSON object instead of rich output.")
+model_option = click.option("--model", "model_path", type=click.Path(path_type=Path),
+                            help="Checkpoint or run folder (default: the shipped model).")
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "--version", prog_name="seqtool")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Recurrent networks for next-word prediction, generation, translation and chat.
+
+    \b
+    Examples:
+      seqtool predict "some of them looks like"
+      seqtool generate "the meaning of life is" --max-tokens 20
+      seqtool corpus import wikitext-2 --from ../shared/corpora/wikitext-2
+      seqtool train lm --corpus wikitext-2 --config lm-wikitext2
+      seqtool translate "Ein Mann fährt Fahrrad." --model runs/m30k
+    """
+    if debug:
+        os.environ["SEQTOOL_DEBUG"] = "1"
+
+
+@cli.group(context_settings=CONTEXT)
+def train() -> None:
+    """Train a model (language model: `seqtool train lm`; translation: `train translate`).
+
+    \b
+    Example:
+      seqtool train lm --train-file train.txt --valid-file valid.txt --config lm-tiny
+      seqtool train translate --corpus multi30k --src de --tgt en --config translate-multi30k
+    """
+
+
+
+
+def interrupt_on_signals() -> None:
+    """Ctrl-C and SIGTERM (schedulers, `kill`) both save a resumable last/ checkpoint.
+
+    SIGINT is re-armed too: a shell starts background jobs with it ignored."""
+    import signal
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+
+@cli.group(context_settings=CONTEXT)
+def evaluate() -> None:
+    """Score a model on held-out data (`seqtool evaluate lm`, `seqtool evaluate translate`).
+
+    \b
+    Example:
+      seqtool evaluate lm --model runs/wt2 --file test.txt
+      seqtool evaluate translate --model runs/m30k --corpus multi30k --split test_2016_flickr
+    """
+
+
+
+def main() -> None:
+    """Console entry point: one error path, exit code 2 for user errors."""
+    debug = os.environ.get("SEQTOOL_DEBUG") == "1" or "--debug" in sys.argv[1:]
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail(InputError("interrupted", "nothing was changed"), debug)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()
+        sys.exit(2)
+    except click.ClickException as exc:  # bad flag or argument: same error + hint lines
+        from seqtool.console import print_error
+
+        ctx = getattr(exc, "ctx", None)
+        print_error(exc.format_message(),
+                    f"see: {ctx.command_path if ctx else 'seqtool'} --help")
+        sys.exit(2 if exc.exit_code not in (0,) else 0)
+    except SeqtoolError as exc:
+        _fail(exc, debug)
+    except KeyboardInterrupt:
+        _fail(InputError("interrupted (Ctrl-C)", "nothing was saved by this command"), debug)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(0)
+
+
+def _fail(exc: SeqtoolError, debug: bool) -> Any:
+    from seqtool.console import print_error
+
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    print_error(exc.message, exc.hint)
+    sys.exit(2)

@@ -1,0 +1,173 @@
+"""Language-model commands: train lm, predict, generate, evaluate lm."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from seqtool.cli.app import (cli, CONTEXT, device_option, evaluate, interrupt_on_signals,
+                            json_option, model_option, resolve_device, train)
+from seqtool.errors import ConfigError
+
+
+@train.command("lm", context_settings=CONTEXT)
+@click.option("--corpus", help="Catalog name of an imported corpus (seqtool corpus list).")
+@click.option("--train-file", type=click.Path(path_type=Path), help="Plain text training file.")
+@click.option("--valid-file", type=click.Path(path_type=Path), help="Plain text validation file.")
+@click.option("--config", "preset", help="Preset name (lm-wikitext2, lm-ptb, lm-tiny) or TOML file.")
+@click.option("--tokenizer", "tokenizer_dir", type=click.Path(path_type=Path),
+              help="Tokenizer folder from `seqtool tokenizer train` (default: train one).")
+@click.option("--set", "overrides", multiple=True, metavar="TABLE.KEY=VALUE",
+              help="Override one config key, e.g. --set train.lr=1e-3 (repeatable).")
+@click.option("--out", type=click.Path(path_type=Path), help="Run folder (default runs/lm-...).")
+@click.option("--resume", type=click.Path(path_type=Path),
+              help="Continue the run in this folder exactly where it stopped.")
+@click.option("--threads", type=int, default=0, help="CPU threads (0 = torch's default).")
+@device_option
+@json_option
+def train_lm_cmd(corpus: str | None, train_file: Path | None, valid_file: Path | None,
+                 preset: str | None, tokenizer_dir: Path | None, overrides: tuple[str, ...],
+                 out: Path | None,
+                 resume: Path | None, threads: int, device: str, as_json: bool) -> None:
+    """Train a recurrent language model with truncated BPTT.
+
+    Writes RUN/best and RUN/last checkpoints and RUN/metrics.jsonl. Ctrl-C saves
+    RUN/last; --resume RUN continues exactly.
+
+    \b
+    Example:
+      seqtool train lm --corpus wikitext-2 --config lm-wikitext2 --out runs/wt2
+      seqtool train lm --train-file a.txt --valid-file b.txt --set model.cell=gru
+      seqtool train lm --resume runs/wt2 --set train.epochs=20
+    """
+    from seqtool.commands.train import resume_config, train_lm
+    from seqtool.config import load_config
+    from seqtool.console import RichReporter, print_json, stdout_console
+
+    if resume is not None:
+        if corpus or train_file or valid_file or preset or tokenizer_dir:
+            raise ConfigError("--resume takes its data and config from the run",
+                              "only --set overrides may be given with --resume")
+        cfg = resume_config(resume, overrides)
+    else:
+        data = {"corpus": corpus, "train_file": str(train_file) if train_file else None,
+                "valid_file": str(valid_file) if valid_file else None}
+        tok = {"path": str(tokenizer_dir) if tokenizer_dir else None}
+        cfg = load_config("lm", preset, overrides, {"data": data, "tokenizer": tok})
+    interrupt_on_signals()
+    summary = train_lm(cfg, out, resume, RichReporter(), resolve_device(device), threads)
+    if as_json:
+        print_json(summary)
+    else:
+        stdout_console().print(
+            f"done ({summary['stop_reason']}): {summary['steps']} steps, best "
+            f"{summary['metric']} {summary['best']:.2f}; checkpoints in {summary['run_dir']}")
+
+
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("text")
+@click.option("--top-k", default=10, show_default=True, help="How many candidates to list.")
+@model_option
+@device_option
+@json_option
+def predict(text: str, top_k: int, model_path: Path | None, device: str, as_json: bool) -> None:
+    """Show the most probable next words after TEXT.
+
+    \b
+    Example:
+      seqtool predict "some of them looks like" --top-k 20
+      seqtool predict "the president of the" --json
+    """
+    from seqtool.commands.predict import predict_next
+    from seqtool.console import print_json, render_prediction, warn
+
+    if top_k < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--top-k") from None
+    result = predict_next(text, top_k, model_path, resolve_device(device))
+    if result["unknown"]:
+        warn("not in the vocabulary (read as <unk>): " + ", ".join(result["unknown"]))
+    if as_json:
+        print_json(result)
+    else:
+        render_prediction(result)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("text")
+@click.option("--max-tokens", default=30, show_default=True, help="Tokens to generate.")
+@click.option("--temperature", default=1.0, show_default=True, help="Sampling temperature > 0.")
+@click.option("--top-k", default=0, show_default=True, help="Sample from the k best (0 = all).")
+@click.option("--top-p", default=1.0, show_default=True, help="Nucleus sampling mass in (0, 1].")
+@click.option("--greedy", is_flag=True, help="Always take the most probable token.")
+@click.option("--seed", type=int, default=None, help="Random seed for reproducible samples.")
+@click.option("--num", "num_samples", default=1, show_default=True, help="Independent samples.")
+@model_option
+@device_option
+@json_option
+def generate(text: str, max_tokens: int, temperature: float, top_k: int, top_p: float,
+             greedy: bool, seed: int | None, num_samples: int, model_path: Path | None,
+             device: str, as_json: bool) -> None:
+    """Continue TEXT with the language model (greedy or sampled).
+
+    \b
+    Example:
+      seqtool generate "the history of" --max-tokens 40 --temperature 0.8 --top-p 0.9
+      seqtool generate "in the united states" --greedy
+    """
+    from seqtool.commands.predict import generate_text
+    from seqtool.console import print_json, stdout_console, warn
+
+    if temperature <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--temperature") from None
+    if top_k < 0:
+        raise click.BadParameter("must be >= 0", param_hint="--top-k") from None
+    if not 0 < top_p <= 1:
+        raise click.BadParameter("must be in (0, 1]", param_hint="--top-p") from None
+    if max_tokens < 1 or num_samples < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--max-tokens/--num") from None
+    result = generate_text(text, max_tokens, temperature, top_k, top_p, greedy, seed,
+                           num_samples, model_path, resolve_device(device))
+    if result["unknown"]:
+        warn("not in the vocabulary (read as <unk>): " + ", ".join(result["unknown"]))
+    if as_json:
+        print_json(result)
+        return
+    con = stdout_console()
+    from rich.markup import escape
+    for sample in result["samples"]:
+        con.print(f"[bold]{escape(result['prompt'])}[/] {escape(sample)}")
+
+
+
+@evaluate.command("lm", context_settings=CONTEXT)
+@model_option
+@click.option("--corpus", help="Imported corpus name (seqtool corpus list).")
+@click.option("--split", default="test", show_default=True, help="Split of --corpus.")
+@click.option("--file", "file", type=click.Path(path_type=Path), help="Any text file instead.")
+@click.option("--batch-size", default=10, show_default=True, help="Parallel streams.")
+@device_option
+@json_option
+def evaluate_lm_cmd(model_path: Path | None, corpus: str | None, split: str, file: Path | None,
+                    batch_size: int, device: str, as_json: bool) -> None:
+    """Word-level perplexity: exp(mean NLL per token), <eos> counted per line.
+
+    \b
+    Example:
+      seqtool evaluate lm --corpus wikitext-2 --split test
+      seqtool evaluate lm --model runs/ptb --file my.txt --json
+    """
+    from seqtool.commands.evaluate import evaluate_lm
+    from seqtool.console import print_json, stdout_console
+
+    result = evaluate_lm(model_path, corpus, split, file, batch_size, resolve_device(device))
+    if as_json:
+        print_json(result)
+    else:
+        stdout_console().print(
+            f"perplexity [bold]{result['perplexity']:.2f}[/] (loss {result['loss']:.4f}) on "
+            f"{result['tokens']:,} tokens of {result['corpus']} {result['split']}"
+            + (f"; per word {result['word_perplexity']:.2f}" if "word_perplexity" in result
+               else ""))

@@ -1,0 +1,312 @@
+"""Translation commands: train translate, translate, evaluate translate."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from seqtool.cli.app import (cli, CONTEXT, device_option, evaluate, interrupt_on_signals,
+                            json_option, resolve_device, train)
+from seqtool.errors import ConfigError, DataError, InputError
+
+
+@train.command("translate", context_settings=CONTEXT)
+@click.option("--corpus", help="Imported parallel corpus (multi30k, small_parallel_enja).")
+@click.option("--src", "src_lang", help="Source language code of --corpus (e.g. de).")
+@click.option("--tgt", "tgt_lang", help="Target language code of --corpus (e.g. en).")
+@click.option("--train-src", type=click.Path(path_type=Path), help="Plain source training file.")
+@click.option("--train-tgt", type=click.Path(path_type=Path),
+              help="Its translation, line by line.")
+@click.option("--valid-src", type=click.Path(path_type=Path), help="Source validation file.")
+@click.option("--valid-tgt", type=click.Path(path_type=Path),
+              help="Its translation, line by line.")
+@click.option("--config", "preset",
+              help="Preset (translate-multi30k, translate-multi30k-peer, translate-enja, "
+                   "translate-tiny) or TOML file.")
+@click.option("--tokenizer", "tokenizer_dir", type=click.Path(path_type=Path),
+              help="Tokenizer folder (its tgt/ subfolder, if any, for the target side).")
+@click.option("--set", "overrides", multiple=True, metavar="TABLE.KEY=VALUE",
+              help="Override one config key, e.g. --set model.dropout=0.2 (repeatable).")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Run folder (default runs/translate-...).")
+@click.option("--resume", type=click.Path(path_type=Path),
+              help="Continue the run in this folder exactly where it stopped.")
+@click.option("--threads", type=int, default=0, help="CPU threads (0 = torch's default).")
+@device_option
+@json_option
+def train_translate_cmd(corpus: str | None, src_lang: str | None, tgt_lang: str | None,
+                        train_src: Path | None, train_tgt: Path | None, valid_src: Path | None,
+                        valid_tgt: Path | None, preset: str | None, tokenizer_dir: Path | None,
+                        overrides: tuple[str, ...], out: Path | None, resume: Path | None,
+                        threads: int, device: str, as_json: bool) -> None:
+    """Train an attention encoder-decoder (GRU/LSTM, Bahdanau or Luong attention).
+
+    Validates each epoch: loss, perplexity and the BLEU of greedy translations of the
+    validation set; RUN/best is the checkpoint with the best BLEU. Pairs with an
+    empty side are skipped and counted. Ctrl-C saves RUN/last; --resume RUN goes on.
+
+    \b
+    Example:
+      seqtool train translate --corpus multi30k --src de --tgt en --config translate-multi30k
+      seqtool train translate --train-src a.de --train-tgt a.en --valid-src b.de \\
+          --valid-tgt b.en --config translate-tiny --out runs/tiny
+      seqtool train translate --resume runs/tiny --set train.epochs=20
+    """
+    from seqtool.commands.train import resume_config, train_translate
+    from seqtool.config import load_config
+    from seqtool.console import RichReporter, print_json, stdout_console
+
+    files = {"train_src": train_src, "train_tgt": train_tgt, "valid_src": valid_src,
+             "valid_tgt": valid_tgt}
+    if resume is not None:
+        if corpus or src_lang or tgt_lang or any(files.values()) or preset or tokenizer_dir:
+            raise ConfigError("--resume takes its data and config from the run",
+                              "only --set overrides may be given with --resume")
+        cfg = resume_config(resume, overrides)
+    else:
+        data = {"corpus": corpus, "src_lang": src_lang, "tgt_lang": tgt_lang,
+                **{k: str(v) if v else None for k, v in files.items()}}
+        tok = {"path": str(tokenizer_dir) if tokenizer_dir else None}
+        cfg = load_config("translate", preset, overrides, {"data": data, "tokenizer": tok})
+    interrupt_on_signals()
+    summary = train_translate(cfg, out, resume, RichReporter(), resolve_device(device), threads)
+    if as_json:
+        print_json(summary)
+        return
+    skipped = summary["skipped_empty"]
+    best = summary["best"]
+    stdout_console().print(
+        f"done ({summary['stop_reason']}): {summary['steps']} steps on "
+        f"{summary['train_pairs']:,} pairs, best {summary['metric']} "
+        + (f"{best:.2f}" if best is not None else "-")
+        + f"; checkpoints in {summary['run_dir']}"
+        + (f"; skipped {skipped['train']} training and {skipped['valid']} validation pairs "
+           "with an empty side" if skipped["train"] or skipped["valid"] else ""))
+
+
+
+
+def _search_flags(beam: int | None, nbest: int | None, alpha: float | None,
+                  max_len_ratio: float | None, no_repeat_ngram: int | None) -> dict[str, Any]:
+    """Check the decoding flags; only the given ones override the model's [search]."""
+    if beam is not None and beam < 1:
+        raise click.BadParameter("must be at least 1 (1 = greedy)", param_hint="--beam"
+                                 ) from None
+    if nbest is not None and nbest < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--nbest") from None
+    if nbest is not None and beam is not None and nbest > beam:
+        raise click.BadParameter(f"{nbest} is larger than --beam {beam}; the n-best list "
+                                 "comes from the beam", param_hint="--nbest") from None
+    if alpha is not None and not -1 <= alpha <= 5:
+        raise click.BadParameter("must be in [-1, 5] (0 or -1 = no length penalty)",
+                                 param_hint="--alpha") from None
+    if max_len_ratio is not None and max_len_ratio < 0:
+        raise click.BadParameter("must be >= 0", param_hint="--max-len-ratio") from None
+    if no_repeat_ngram is not None and no_repeat_ngram < 0:
+        raise click.BadParameter("must be >= 0 (0 = off)", param_hint="--no-repeat-ngram"
+                                 ) from None
+    return {"beam": beam, "nbest": nbest, "alpha": alpha, "max_len_ratio": max_len_ratio,
+            "no_repeat_ngram": no_repeat_ngram}
+
+
+BLEU_TOKENIZERS = ("13a", "intl", "char", "none", "zh", "ja-mecab", "ko-mecab", "flores101",
+                   "flores200")  # as seqtool.metrics.BLEU_TOKENIZERS (imported lazily there)
+
+
+def search_options(f: Any) -> Any:
+    """--beam, --nbest, --alpha, --max-len-ratio, --no-repeat-ngram (default: the model's)."""
+    for opt in reversed([
+        click.option("--beam", type=int, help="Beam size (1 = greedy; default: the model's "
+                     "[search] beam_size)."),
+        click.option("--nbest", type=int, help="Translations per sentence (at most --beam)."),
+        click.option("--alpha", type=float, help="GNMT length penalty ((5+len)/6)^alpha; "
+                     "0 = none."),
+        click.option("--max-len-ratio", type=float,
+                     help="Output length limit: ratio x source length + offset."),
+        click.option("--no-repeat-ngram", type=int,
+                     help="Never repeat an n-gram of this size (0 = off)."),
+        click.option("--bleu-tokenize", type=click.Choice(BLEU_TOKENIZERS),
+                     help="sacrebleu tokenizer for BLEU (default: the model's data."
+                     "bleu_tokenize, else char for ja/ko, zh for zh, 13a otherwise)."),
+    ]):
+        f = opt(f)
+    return f
+
+
+@cli.command("translate", context_settings=CONTEXT)
+@click.argument("text", required=False)
+@click.option("--model", "model_path", type=click.Path(path_type=Path),
+              help="Checkpoint or run folder (default: the shipped model for --src/--tgt).")
+@click.option("--src", help="Source language (picks a shipped model without --model).")
+@click.option("--tgt", help="Target language (picks a shipped model without --model).")
+@search_options
+@click.option("--batch-size", default=64, show_default=True, help="Lines decoded together.")
+@click.option("--reference", type=click.Path(path_type=Path),
+              help="Reference translations (one per input line): print BLEU and chrF.")
+@click.option("--show-attention", is_flag=True,
+              help="One sentence: show the attention as a heat map.")
+@device_option
+@json_option
+def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tgt: str | None,
+                  beam: int | None, nbest: int | None, alpha: float | None,
+                  max_len_ratio: float | None, no_repeat_ngram: int | None,
+                  bleu_tokenize: str | None, batch_size: int, reference: Path | None,
+                  show_attention: bool, device: str, as_json: bool) -> None:
+    """Translate TEXT, or the lines of stdin to stdout (one output line per input line).
+
+    Lines are read and translated lazily, --batch-size at a time, and written in
+    input order; a progress line shows on stderr when it is a terminal. With
+    --nbest N > 1 the plain output has N lines per input, `LINE ||| text ||| score`
+    (Moses n-best format); --json writes one object per input line:
+    {"source", "translations": [{"text", "score"}, ...]}. --reference prints BLEU
+    and chrF with their sacrebleu signatures on stderr after translating.
+
+    \b
+    Example:
+      seqtool translate "Ein Mann fährt Fahrrad." --model runs/m30k
+      seqtool translate "Ein Mann fährt Fahrrad." --src de --tgt en --beam 5 --nbest 3
+      cat test.de | seqtool translate --model runs/m30k > test.hyp
+      seqtool translate --model runs/m30k --reference test.en < test.de > test.hyp
+      seqtool translate "Zwei Hunde spielen." --model runs/m30k --show-attention
+    """
+    from seqtool.commands.translate import load_translator, search_settings
+    from seqtool.console import print_json, warn
+
+    flags = _search_flags(beam, nbest, alpha, max_len_ratio, no_repeat_ngram)
+    if batch_size < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--batch-size") from None
+    if text is None and sys.stdin.isatty():
+        raise InputError("nothing to translate", 'give a sentence ("Ein Mann fährt '
+                         'Fahrrad.") or pipe lines: cat FILE | seqtool translate --model X')
+    if show_attention and text is None:
+        raise ConfigError("--show-attention works on one sentence", "give TEXT instead of "
+                          "piping lines")
+    dev = resolve_device(device)
+    loaded = load_translator(model_path, src, tgt, dev)
+    search = search_settings(loaded.config.search, **flags)
+    if text is not None:
+        from seqtool.commands.translate import translate_text
+
+        result = translate_text(loaded, text, search, dev, show_attention)
+        _warn_translation(result, loaded, warn)
+        if result.unknown:
+            warn("not in the vocabulary (read as <unk>): " + ", ".join(result.unknown))
+        if as_json:
+            print_json(result.to_json())
+        else:
+            from seqtool.console import render_translation
+
+            render_translation(result, show_attention)
+        hyps = [result.texts[0]]
+    else:
+        hyps = _translate_stream(loaded, search, dev, batch_size, as_json, reference is not None)
+    if reference is not None:
+        from seqtool.commands.translate import score_against
+        from seqtool.console import render_scores
+
+        render_scores(score_against(hyps, reference, loaded, tgt, bleu_tokenize))
+
+
+def _warn_translation(t: Any, loaded: Any, warn: Any, count: list[int] | None = None) -> None:
+    """A warning for a source longer than every training sentence (the first 5)."""
+    if not t.too_long:
+        return
+    if count is not None:
+        count[0] += 1
+        if count[0] > 5:
+            return
+    longest = loaded.meta.get("data_stats", {}).get("max_src_len")
+    where = f"line {t.line}: " if count is not None else ""
+    warn(f"{where}the source has {t.source_tokens} tokens, longer than any training "
+         f"sentence ({longest}); the translation may be poor")
+
+
+def _translate_stream(loaded: Any, search: Any, device: str, batch_size: int, as_json: bool,
+                      keep: bool) -> list[str]:
+    """stdin -> stdout, one line (or n-best block / JSON object) per input line, flushed
+    per batch. Returns the best translations when `keep` (for --reference)."""
+    import json
+
+    from seqtool.commands.translate import translate_lines
+    from seqtool.console import line_progress, warn
+
+    for stream in (sys.stdin, sys.stdout):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(encoding="utf-8")
+    kept: list[str] = []
+    long_lines = [0]
+    out = sys.stdout
+    with line_progress("translate") as advance:
+        try:
+            for t in translate_lines(loaded, sys.stdin, search, device, batch_size):
+                _warn_translation(t, loaded, warn, long_lines)
+                if as_json:
+                    out.write(json.dumps(t.to_json(), ensure_ascii=False) + "\n")
+                elif search.n_best > 1:
+                    out.writelines(f"{t.line - 1} ||| {text} ||| {score:.4f}\n"
+                                   for text, score in zip(t.texts, t.scores))
+                else:
+                    out.write(t.texts[0] + "\n")
+                if keep:
+                    kept.append(t.texts[0])
+                if t.line % batch_size == 0:
+                    out.flush()
+                advance(1)
+        except UnicodeDecodeError as exc:
+            raise DataError(f"the input is not UTF-8 ({exc.reason})",
+                            "convert it, e.g. iconv -f latin1 -t utf-8 IN | seqtool translate"
+                            ) from None
+    out.flush()
+    if long_lines[0] > 5:
+        warn(f"{long_lines[0]} lines in all were longer than any training sentence")
+    return kept
+
+
+
+@evaluate.command("translate", context_settings=CONTEXT)
+@click.option("--model", "model_path", type=click.Path(path_type=Path),
+              help="Checkpoint or run folder (default: the shipped model for --src/--tgt).")
+@click.option("--corpus", help="Parallel corpus (default: the one the model was trained on).")
+@click.option("--split", default="test", show_default=True,
+              help="Split of --corpus, or its file name (multi30k: test_2016_flickr).")
+@click.option("--src", help="Source language (default: the model's).")
+@click.option("--tgt", help="Target language (default: the model's).")
+@click.option("--src-file", type=click.Path(path_type=Path), help="Any source file instead.")
+@click.option("--ref-file", type=click.Path(path_type=Path),
+              help="Its reference translation, line by line.")
+@search_options
+@click.option("--batch-size", default=64, show_default=True, help="Sentences decoded together.")
+@device_option
+@json_option
+def evaluate_translate_cmd(model_path: Path | None, corpus: str | None, split: str,
+                           src: str | None, tgt: str | None, src_file: Path | None,
+                           ref_file: Path | None, beam: int | None, nbest: int | None,
+                           alpha: float | None, max_len_ratio: float | None,
+                           no_repeat_ngram: int | None, bleu_tokenize: str | None,
+                           batch_size: int, device: str, as_json: bool) -> None:
+    """Corpus BLEU and chrF (sacrebleu, with signatures) and sentences per second.
+
+    Translations are scored detokenized, against the raw reference text;
+    lower-cased (signature case:lc) when the model's target tokenizer lower-cases.
+
+    \b
+    Example:
+      seqtool evaluate translate --model runs/m30k --corpus multi30k \\
+          --split test_2016_flickr --src de --tgt en --beam 5
+      seqtool evaluate translate --model runs/m30k --src-file t.de --ref-file t.en --json
+    """
+    from seqtool.commands.evaluate import evaluate_translate
+    from seqtool.console import print_json, render_scores
+
+    flags = _search_flags(beam, nbest, alpha, max_len_ratio, no_repeat_ngram)
+    if batch_size < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--batch-size") from None
+    result = evaluate_translate(model_path, corpus, split, src, tgt, src_file, ref_file,
+                                flags, batch_size, resolve_device(device), bleu_tokenize)
+    if as_json:
+        print_json(result)
+    else:
+        render_scores(result, to_stdout=True)
