@@ -100,6 +100,8 @@ class TrainConfig:
                           ("fp32", "bf16"))
     seed: int = _opt(1234, "random seed")
     log_every: int = _opt(50, "report training loss every N steps", low=1)
+    init_embeddings: str = _opt("", "start the input embeddings from this word2vec text file "
+                                "(seqtool export-vectors, gensim); new runs only")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,6 +136,48 @@ class Seq2SeqModelConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ChatModelConfig:
+    """Dialogue models (models/hred.py, models/vhred.py): a bidirectional utterance
+    encoder, a context RNN over the last `context_turns` utterances (HRED, Serban et
+    al. 2016), a latent z per reply (VHRED, Serban et al. 2017), or the single-turn
+    seq2seq baseline, which reads only the previous utterance. The kl_* keys,
+    word_dropout and bow_weight act in VHRED training only."""
+
+    arch: str = _opt("hred", "seq2seq (previous utterance only), hred (context RNN), or "
+                     "vhred (context RNN + latent variable)", ("seq2seq", "hred", "vhred"))
+    cell: str = _opt("gru", "recurrent cell of encoder, context RNN and decoder",
+                     ("gru", "lstm"))
+    emb_dim: int = _opt(128, "embedding size (encoder and decoder share the embeddings)", low=1)
+    enc_hidden: int = _opt(128, "utterance encoder hidden size per direction", low=1)
+    bidirectional: bool = _opt(True, "bidirectional utterance encoder")
+    ctx_hidden: int = _opt(256, "context RNN hidden size", low=1)
+    dec_hidden: int = _opt(256, "decoder hidden size", low=1)
+    dec_layers: int = _opt(1, "stacked decoder layers", low=1)
+    attention: str = _opt("none", "attention over the last utterance's tokens",
+                          ("bahdanau", "dot", "general", "none"))
+    input_feeding: bool = _opt(True, "with attention: feed the attentional vector back")
+    context_turns: int = _opt(3, "previous utterances a reply is conditioned on (the "
+                              "window is this + 1; seq2seq always reads 1)", low=1, high=50)
+    max_utt_len: int = _opt(40, "tokens kept per utterance (context: the last ones; "
+                            "reply: the first ones)", low=1)
+    latent_dim: int = _opt(64, "vhred: size of z", low=1)
+    kl_anneal: str = _opt("linear", "vhred: KL weight schedule (cyclical: Fu et al. 2019)",
+                          ("none", "linear", "cyclical"))
+    kl_anneal_steps: int = _opt(10000, "vhred: steps from weight 0 to 1 (linear), or the "
+                                "length of one cycle (cyclical)", low=1)
+    kl_cycles: int = _opt(4, "vhred cyclical: cycles before the weight stays at 1", low=1)
+    kl_cycle_ratio: float = _opt(0.5, "vhred cyclical: part of a cycle spent rising",
+                                 low=0.01, high=1.0)
+    word_dropout: float = _opt(0.25, "vhred: decoder input tokens replaced by <unk> in "
+                               "training (Bowman et al. 2016)", low=0.0, high=1.0)
+    bow_weight: float = _opt(1.0, "vhred: weight of the bag-of-words loss (Zhao et al. "
+                             "2017; 0 = off)", low=0.0)
+    dropout: float = _opt(0.2, "dropout on embeddings, between layers, before the output",
+                          low=0.0, high=0.95)
+    tie_embeddings: bool = _opt(True, "the output layer shares the embeddings")
+
+
+@dataclass(frozen=True, kw_only=True)
 class SearchConfig:
     """Beam search settings (seqtool.search.beam_search)."""
 
@@ -149,7 +193,28 @@ class SearchConfig:
     no_repeat_ngram: int = _opt(0, "forbid repeating any n-gram of this size (0 = off)", low=0)
 
 
-MODEL_CONFIGS: dict[str, type] = {"lm": LMModelConfig, "translate": Seq2SeqModelConfig}
+@dataclass(frozen=True, kw_only=True)
+class Word2VecConfig:
+    """word2vec with negative sampling (Mikolov et al. 2013; models/word2vec.py). Vocabulary:
+    the word tokenizer with tokenizer.min_freq as word2vec's min-count."""
+
+    arch: str = _opt("skipgram", "skip-gram (predict the word from each context word) or "
+                     "CBOW (from the mean of the context)", ("skipgram", "cbow"))
+    dim: int = _opt(100, "vector size", low=1)
+    window: int = _opt(5, "largest context window; each word draws its own from 1..window",
+                       low=1, high=50)
+    negative: int = _opt(5, "negative samples per predicted word (unigram^0.75)", low=1,
+                         high=50)
+    sample: float = _opt(1e-3, "frequent-word subsampling threshold (0 = off)", low=0.0,
+                         high=1.0)
+    alpha: float = _opt(0.0, "starting learning rate, decayed linearly to min_alpha "
+                        "(0 = 0.025 for skip-gram, 0.05 for CBOW)", low=0.0)
+    min_alpha: float = _opt(1e-4, "final learning rate", low=0.0)
+    batch_words: int = _opt(1024, "predicted words per batched update", low=1)
+
+
+MODEL_CONFIGS: dict[str, type] = {"lm": LMModelConfig, "translate": Seq2SeqModelConfig,
+                                 "chat": ChatModelConfig, "word2vec": Word2VecConfig}
 
 
 @dataclass(frozen=True, kw_only=True)

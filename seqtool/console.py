@@ -360,3 +360,187 @@ def render_cells(result: dict[str, Any]) -> None:
     if trained:
         con.print(f"[dim]each cell trained {result['seconds']:g} s on {result['corpus']} "
                   "(same data, Adam, clip 0.25); perplexity on its validation split.[/]")
+
+
+# --------------------------------------------------------------------------- chat
+def chat_banner(model: str, arch: str, context: int, samples: int) -> None:
+    """The interactive session's first lines (stderr)."""
+    con = stderr_console()
+    con.print(f"[bold]seqtool chat[/] with {arch} model [cyan]{model}[/] (sees the last "
+              f"{context} utterance{'s' if context != 1 else ''}; {samples} repl"
+              f"{'ies' if samples != 1 else 'y'} per turn)")
+    con.print("[dim]/help lists the commands; Ctrl-D or /quit leaves[/]")
+
+
+def chat_input(turn: int) -> str:
+    """One line from the terminal with a rich prompt (line editing and the arrow-key
+    history of readline). Raises EOFError (Ctrl-D) or KeyboardInterrupt (Ctrl-C)."""
+    with contextlib.suppress(ImportError):
+        import readline  # noqa: F401  (input() gains editing and history)
+    return stdout_console().input(f"[bold green]you {turn}>[/] ")
+
+
+def render_chat_replies(replies: list[str]) -> None:
+    """The model's replies in an interactive session (numbered when several)."""
+    from rich.markup import escape
+
+    con = stdout_console()
+    for i, text in enumerate(replies, 1):
+        label = f"bot {i}" if len(replies) > 1 else "bot"
+        con.print(f"[bold cyan]{label}>[/] {escape(text) or '[dim](empty reply)[/]'}",
+                  soft_wrap=True)
+
+
+def render_chat_message(message: str, to_stdout: bool = True) -> None:
+    """A slash command's answer (stdout in a session, stderr in line mode)."""
+    from rich.markup import escape
+
+    con = stdout_console() if to_stdout else stderr_console()
+    con.print(f"[dim]{escape(message)}[/]", soft_wrap=True)
+
+
+def render_chat_history(history: list[tuple[str, str]], to_stdout: bool = True) -> None:
+    from rich.markup import escape
+
+    con = stdout_console() if to_stdout else stderr_console()
+    if not history:
+        con.print("[dim](no conversation yet)[/]")
+    for speaker, text in history:
+        colour = "green" if speaker == "you" else "cyan"
+        con.print(f"[{colour}]{speaker}:[/] {escape(text)}", soft_wrap=True)
+
+
+def render_chat_eval(results: list[dict[str, Any]]) -> None:
+    """One row per model: perplexity (VHRED: the bound, starred), KL per reply, BLEU-1/2,
+    distinct-1/2, average length; then the BLEU signature and what was decoded how."""
+    from pathlib import Path
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    con = stdout_console()
+    first = results[0]
+    where = (f"{first['corpus']} {first['split']}" if first["split"] != "file"
+             else first["corpus"])
+    table = Table(title=f"{escape(where)}: {first['replies']:,} replies", title_justify="left")
+    for col in ("model", "arch", "ppl", "KL", "BLEU-1", "BLEU-2", "dist-1", "dist-2", "len"):
+        table.add_column(col, justify="left" if col in ("model", "arch") else "right")
+    for r in results:
+        folder = Path(r["model"])
+        name = folder.parent.name if folder.name in ("best", "last") else folder.name
+        ppl = f"{r['perplexity']:.2f}" + ("*" if r["perplexity_is_bound"] else "")
+        kl = "-" if r["kl_per_reply"] is None else f"{r['kl_per_reply']:.3f}"
+        table.add_row(escape(name), r["arch"], ppl, kl, f"{r['bleu1']:.2f}",
+                      f"{r['bleu2']:.2f}", f"{r['distinct1']:.4f}", f"{r['distinct2']:.4f}",
+                      f"{r['avg_len']:.2f}")
+    con.print(table)
+    notes = [("ppl: per model token of the reference reply (words for a word tokenizer; "
+              "EOS counted)"),
+             "KL: nats per reply (VHRED)",
+             (f"BLEU-1/2: sacrebleu corpus BLEU, max_ngram_order 1 / 2, signature "
+              f"{first['bleu_signature']}"),
+             "dist-n: distinct n-grams / all n-grams over all replies (model tokens)",
+             "len: average reply length in model tokens",
+             f"replies decoded {first['decoding']}"]
+    if any(r["perplexity_is_bound"] for r in results):
+        notes.insert(1, "*: an upper bound (VHRED: the negative ELBO per token)")
+    for line in notes:
+        con.print(f"[dim]{escape(line)}[/]", soft_wrap=True)
+
+
+# --------------------------------------------------------------------------- word2vec
+class Word2VecReporter:
+    """word2vec training progress: words done, words/s, learning rate, loss, ETA."""
+
+    def __init__(self) -> None:
+        self.con = stderr_console()
+        self.progress: Any = None
+        self.task: Any = None
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        from rich.progress import (BarColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self.progress = Progress(
+            TextColumn("[bold]word2vec[/]"), BarColumn(), TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=self.con,
+            disable=not self.con.is_terminal)
+        self.progress.start()
+        self.task = self.progress.add_task("word2vec", total=info["total_words"], stats="")
+
+    def on_step(self, s: dict[str, Any]) -> None:
+        stats = (f"epoch {s['epoch']} loss {s['loss']:.3f} lr {s['lr']:.4f} "
+                 f"{s['words_per_s']:,.0f} words/s")
+        self.progress.update(self.task, completed=s["words"], stats=stats)
+
+    def on_end(self, summary: dict[str, Any]) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def render_neighbours(result: dict[str, Any]) -> None:
+    """`similar` / `analogy`: the nearest words with their cosine similarity and a bar."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    con = stdout_console()
+    if result["negative"]:
+        a, b, c = (escape(w) for w in result["query"])
+        title = f"{a} - {b} + {c}"
+    else:
+        title = f"closest to “{escape(result['query'][0])}”"
+    table = Table(title=title, title_justify="left")
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("word")
+    table.add_column("cosine", justify="right")
+    table.add_column("", min_width=20)
+    for i, n in enumerate(result["neighbours"], 1):
+        bar = "█" * max(1, round(20 * max(n["cosine"], 0.0)))
+        table.add_row(str(i), escape(n["word"]), f"{n['cosine']:.4f}", f"[cyan]{bar}[/]")
+    con.print(table)
+
+
+def render_word2vec_eval(result: dict[str, Any]) -> None:
+    """`evaluate word2vec`: WordSim-353 correlation, analogy accuracy per section."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    con = stdout_console()
+    ws, an = result["wordsim"], result["analogies"]
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{x:.1%}"
+
+    con.print(f"WordSim-353: Spearman [bold]{ws['spearman']:.4f}[/] (Pearson "
+              f"{ws['pearson']:.4f}) on {ws['pairs']} pairs, {ws['oov_pairs']} with unknown "
+              "words skipped", soft_wrap=True)
+    scope = f"{an['restrict_vocab']:,} most frequent words" if an["restrict_vocab"] else "all words"
+    table = Table(title=f"analogies (a : b = c : ?, 3CosAdd over the {scope})",
+                  title_justify="left")
+    for col in ("section", "correct", "questions", "accuracy"):
+        table.add_column(col, justify="left" if col == "section" else "right")
+    for s in an["sections"]:
+        table.add_row(escape(s["section"]), f"{s['correct']:,}", f"{s['total']:,}",
+                      pct(s["accuracy"]))
+    table.add_row("[bold]semantic[/]", "", "", pct(an["semantic"]))
+    table.add_row("[bold]syntactic[/]", "", "", pct(an["syntactic"]))
+    table.add_row("[bold]all[/]", f"{an['correct']:,}", f"{an['answered']:,}",
+                  f"[bold]{pct(an['accuracy'])}[/]")
+    con.print(table)
+    con.print(f"[dim]{an['skipped_oov']:,} questions with unknown words skipped; "
+              f"{result['words']:,} vectors of {result['dim']} dimensions from "
+              f"{escape(result['vectors'])}[/]", soft_wrap=True)
+
+
+def print_init_embeddings(report: dict[str, Any]) -> None:
+    """--init-embeddings: how many vocabulary words started from the vectors file."""
+    from rich.markup import escape
+
+    con = stdout_console()
+    for side in ("vocabulary", "source", "target"):
+        if side in report:
+            r = report[side]
+            con.print(f"--init-embeddings: {r['found']:,} of {r['words']:,} {side} words found "
+                      f"in {escape(report['file'])}; {r['copied']:,} copied"
+                      + (" (the rest sit in adaptive tail clusters of smaller size)"
+                         if r["copied"] < r["found"] else ""), soft_wrap=True)

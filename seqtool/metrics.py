@@ -39,17 +39,19 @@ def _check(hypotheses: Sequence[str], references: Sequence[str]) -> None:
 
 
 def bleu(hypotheses: Sequence[str], references: Sequence[str], tokenize: str = "13a",
-         lowercase: bool = False) -> dict[str, Any]:
+         lowercase: bool = False, max_order: int = 4) -> dict[str, Any]:
     """Corpus BLEU (Papineni et al. 2002) as sacrebleu computes it, one reference per line.
 
     Returns score (0-100), signature, the 1-4-gram precisions, brevity penalty
-    and the hypothesis / reference lengths in tokens.
+    and the hypothesis / reference lengths in tokens. `max_order` = n gives
+    BLEU-n (dialogue papers report BLEU-1/2); sacrebleu's signature does not
+    name the order, so state it beside the score.
     """
     from sacrebleu.metrics import BLEU
 
     _check(hypotheses, references)
     try:
-        metric = BLEU(tokenize=tokenize, lowercase=lowercase)
+        metric = BLEU(tokenize=tokenize, lowercase=lowercase, max_ngram_order=max_order)
     except (ImportError, RuntimeError) as exc:  # ja-mecab / ko-mecab without their packages
         raise ConfigError(f"sacrebleu tokenizer {tokenize!r} is not usable here: "
                           f"{' '.join(str(exc).split())[:120]}",

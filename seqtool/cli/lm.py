@@ -23,13 +23,16 @@ from seqtool.errors import ConfigError
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder (default runs/lm-...).")
 @click.option("--resume", type=click.Path(path_type=Path),
               help="Continue the run in this folder exactly where it stopped.")
+@click.option("--init-embeddings", type=click.Path(path_type=Path),
+              help="Start the input embeddings from word2vec text vectors (export-vectors).")
 @click.option("--threads", type=int, default=0, help="CPU threads (0 = torch's default).")
 @device_option
 @json_option
 def train_lm_cmd(corpus: str | None, train_file: Path | None, valid_file: Path | None,
                  preset: str | None, tokenizer_dir: Path | None, overrides: tuple[str, ...],
                  out: Path | None,
-                 resume: Path | None, threads: int, device: str, as_json: bool) -> None:
+                 resume: Path | None, init_embeddings: Path | None, threads: int, device: str,
+                 as_json: bool) -> None:
     """Train a recurrent language model with truncated BPTT.
 
     Writes RUN/best and RUN/last checkpoints and RUN/metrics.jsonl. Ctrl-C saves
@@ -40,13 +43,16 @@ def train_lm_cmd(corpus: str | None, train_file: Path | None, valid_file: Path |
       seqtool train lm --corpus wikitext-2 --config lm-wikitext2 --out runs/wt2
       seqtool train lm --train-file a.txt --valid-file b.txt --set model.cell=gru
       seqtool train lm --resume runs/wt2 --set train.epochs=20
+      seqtool train lm --corpus wikitext-2 --config lm-tiny --set model.emb_dim=100 \\
+          --init-embeddings vectors.txt
     """
     from seqtool.commands.train import resume_config, train_lm
     from seqtool.config import load_config
-    from seqtool.console import RichReporter, print_json, stdout_console
+    from seqtool.console import (RichReporter, print_init_embeddings, print_json,
+                                 stdout_console)
 
     if resume is not None:
-        if corpus or train_file or valid_file or preset or tokenizer_dir:
+        if corpus or train_file or valid_file or preset or tokenizer_dir or init_embeddings:
             raise ConfigError("--resume takes its data and config from the run",
                               "only --set overrides may be given with --resume")
         cfg = resume_config(resume, overrides)
@@ -54,12 +60,16 @@ def train_lm_cmd(corpus: str | None, train_file: Path | None, valid_file: Path |
         data = {"corpus": corpus, "train_file": str(train_file) if train_file else None,
                 "valid_file": str(valid_file) if valid_file else None}
         tok = {"path": str(tokenizer_dir) if tokenizer_dir else None}
-        cfg = load_config("lm", preset, overrides, {"data": data, "tokenizer": tok})
+        init = {"init_embeddings": str(init_embeddings) if init_embeddings else None}
+        cfg = load_config("lm", preset, overrides, {"data": data, "tokenizer": tok,
+                                                    "train": init})
     interrupt_on_signals()
     summary = train_lm(cfg, out, resume, RichReporter(), resolve_device(device), threads)
     if as_json:
         print_json(summary)
     else:
+        if "init_embeddings" in summary:
+            print_init_embeddings(summary["init_embeddings"])
         stdout_console().print(
             f"done ({summary['stop_reason']}): {summary['steps']} steps, best "
             f"{summary['metric']} {summary['best']:.2f}; checkpoints in {summary['run_dir']}")

@@ -34,6 +34,8 @@ from seqtool.errors import ConfigError, DataError, InputError
               help="Run folder (default runs/translate-...).")
 @click.option("--resume", type=click.Path(path_type=Path),
               help="Continue the run in this folder exactly where it stopped.")
+@click.option("--init-embeddings", type=click.Path(path_type=Path),
+              help="Start source and target embeddings from word2vec text vectors.")
 @click.option("--threads", type=int, default=0, help="CPU threads (0 = torch's default).")
 @device_option
 @json_option
@@ -41,7 +43,8 @@ def train_translate_cmd(corpus: str | None, src_lang: str | None, tgt_lang: str 
                         train_src: Path | None, train_tgt: Path | None, valid_src: Path | None,
                         valid_tgt: Path | None, preset: str | None, tokenizer_dir: Path | None,
                         overrides: tuple[str, ...], out: Path | None, resume: Path | None,
-                        threads: int, device: str, as_json: bool) -> None:
+                        init_embeddings: Path | None, threads: int, device: str,
+                        as_json: bool) -> None:
     """Train an attention encoder-decoder (GRU/LSTM, Bahdanau or Luong attention).
 
     Validates each epoch: loss, perplexity and the BLEU of greedy translations of the
@@ -62,7 +65,8 @@ def train_translate_cmd(corpus: str | None, src_lang: str | None, tgt_lang: str 
     files = {"train_src": train_src, "train_tgt": train_tgt, "valid_src": valid_src,
              "valid_tgt": valid_tgt}
     if resume is not None:
-        if corpus or src_lang or tgt_lang or any(files.values()) or preset or tokenizer_dir:
+        if (corpus or src_lang or tgt_lang or any(files.values()) or preset or tokenizer_dir
+                or init_embeddings):
             raise ConfigError("--resume takes its data and config from the run",
                               "only --set overrides may be given with --resume")
         cfg = resume_config(resume, overrides)
@@ -70,12 +74,18 @@ def train_translate_cmd(corpus: str | None, src_lang: str | None, tgt_lang: str 
         data = {"corpus": corpus, "src_lang": src_lang, "tgt_lang": tgt_lang,
                 **{k: str(v) if v else None for k, v in files.items()}}
         tok = {"path": str(tokenizer_dir) if tokenizer_dir else None}
-        cfg = load_config("translate", preset, overrides, {"data": data, "tokenizer": tok})
+        init = {"init_embeddings": str(init_embeddings) if init_embeddings else None}
+        cfg = load_config("translate", preset, overrides, {"data": data, "tokenizer": tok,
+                                                           "train": init})
     interrupt_on_signals()
     summary = train_translate(cfg, out, resume, RichReporter(), resolve_device(device), threads)
     if as_json:
         print_json(summary)
         return
+    if "init_embeddings" in summary:
+        from seqtool.console import print_init_embeddings
+
+        print_init_embeddings(summary["init_embeddings"])
     skipped = summary["skipped_empty"]
     best = summary["best"]
     stdout_console().print(

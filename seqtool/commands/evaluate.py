@@ -1,6 +1,7 @@
 """`seqtool evaluate lm`: perplexity on a corpus split or a file (per token, and per
 word for subword tokenizers). `seqtool evaluate translate`: BLEU and chrF with the
-sacrebleu signature, and translation speed."""
+sacrebleu signature, and translation speed. `seqtool evaluate chat`: perplexity
+(VHRED: its bound), KL, BLEU-1/2, distinct-1/2 and reply length of a dialogue model."""
 
 from __future__ import annotations
 
@@ -98,3 +99,67 @@ def evaluate_translate(model_path: Path | None, corpus: str | None, split: str,
     return {**scores, **where, "src": src, "tgt": tgt, "skipped_empty": skipped,
             "beam": search.beam_size, "alpha": search.alpha, "seconds": seconds,
             "sentences_per_s": len(hyps) / max(seconds, 1e-9), "model": str(loaded.folder)}
+
+
+def evaluate_chat(model_path: Path | None, corpus: str | None, split: str, file: Path | None,
+                  batch_size: int = 64, device: str = "cpu", max_len: int | None = None,
+                  greedy: bool = True, temperature: float = 1.0, top_p: float = 1.0,
+                  limit: int = 0, seed: int = 0) -> dict[str, Any]:
+    """A dialogue model on every reply of a corpus split or an `__eou__` file:
+    per-word perplexity (VHRED: the bound), KL per reply (VHRED), BLEU-1/2 of the
+    generated replies against the reference (sacrebleu), distinct-1/2 over the whole
+    output and the average reply length (in model tokens)."""
+    import torch
+
+    from seqtool.commands.chat import bleu_tokenize_for, load_chatbot
+    from seqtool.data.dialogue import (batches_in_order, corpus_dialogues, encode_windows,
+                                       file_dialogues, indexed_batches, windows)
+    from seqtool.data.tokenizer import BOS, EOS, PAD, UNK
+    from seqtool.decoding import decode
+    from seqtool.metrics import bleu, distinct_n
+    from seqtool.training import evaluate_loss
+
+    loaded = load_chatbot(model_path, device)
+    model, tok, m = loaded.model, loaded.tokenizer, loaded.config.model
+    if corpus and file:
+        raise ConfigError("give either --corpus or --file, not both",
+                          "e.g. seqtool evaluate chat --model RUN --corpus dailydialog")
+    corpus = None if file else corpus or loaded.config.data.corpus
+    if file is not None:
+        dialogues = file_dialogues(file, "dialogue file")
+    elif corpus:
+        dialogues = corpus_dialogues(corpus, split)
+    else:
+        raise ConfigError("no evaluation data", "give --corpus NAME (with --split) or --file")
+    examples = encode_windows(dialogues, tok, model.context_turns, m.max_utt_len)
+    references = [reply for _, reply in windows(dialogues, model.context_turns)]
+    if limit:
+        examples, references = examples[:limit], references[:limit]
+    if not examples:
+        raise DataError("no replies to evaluate", "each dialogue needs two utterances or more")
+    torch.manual_seed(seed)  # VHRED: the z drawn for each reply
+    gen = torch.Generator().manual_seed(seed)
+    losses = evaluate_loss(model, batches_in_order(examples, batch_size), torch.device(device))
+    outputs: list[list[int]] = [[] for _ in examples]
+    for idx, batch in indexed_batches(examples, batch_size):
+        batch = {k: v.to(device) for k, v in batch.items() if k != "tgt"}
+        out = decode(model, batch, max_len or m.max_utt_len, eos=EOS, sample=not greedy,
+                     temperature=temperature, top_p=top_p, banned=(PAD, BOS, UNK),
+                     generator=gen)
+        for i, ids in zip(idx, out.tokens):
+            outputs[i] = ids
+    texts = [" ".join(tok.decode(ids).split()) for ids in outputs]
+    tokenize = bleu_tokenize_for(loaded.config, corpus)
+    b1, b2 = (bleu(texts, references, tokenize, tok.lowercase, n) for n in (1, 2))
+    vhred = m.arch == "vhred"
+    return {"model": str(loaded.folder), "arch": m.arch, "corpus": corpus or str(file),
+            "split": split if corpus else "file", "replies": len(examples),
+            "perplexity": losses["ppl"], "perplexity_is_bound": vhred,
+            "kl_per_reply": losses["kl_total"] / losses["replies"] if vhred else None,
+            "bleu1": b1["score"], "bleu2": b2["score"], "bleu_signature": b1["signature"],
+            "distinct1": distinct_n(outputs, 1), "distinct2": distinct_n(outputs, 2),
+            "avg_len": sum(map(len, outputs)) / len(outputs),
+            "decoding": ("greedy" if greedy else f"by sampling (T {temperature}, top-p {top_p})")
+            + (", z drawn from the prior" if vhred else ""),
+            "samples": [{"context": c, "reference": r, "reply": t} for (c, r), t
+                        in zip(list(windows(dialogues, model.context_turns))[:3], texts)]}

@@ -57,9 +57,37 @@ def _describe_model(cfg: RunConfig, params: int) -> list[str]:
                 f"embedding {m.emb_dim}; {params:,} parameters",
                 f"- data: {data}", f"- tokenizer: {tc.kind}, {vocab}"
                 + (", lower-cased" if tc.lowercase else "")]
+    if cfg.task == "chat":
+        return _describe_chat(cfg, params)
     return [f"- model: {m.cell} x{m.layers}, hidden {m.hidden}, embedding {m.emb_dim}, "
             f"softmax {m.softmax}, tied {m.tie_weights}; {params:,} parameters",
             f"- data: {d.corpus or d.train_file}", f"- tokenizer: {tc.kind}"]
+
+
+def _describe_chat(cfg: RunConfig, params: int) -> list[str]:
+    """A dialogue model card's model, data (with the corpus's license) and tokenizer lines."""
+    from seqtool.data.corpora import get_info
+
+    m, d = cfg.model, cfg.data
+    enc = f"{'bi-' if m.bidirectional else ''}{m.cell.upper()} {m.enc_hidden}"
+    parts = {"seq2seq": "single-turn seq2seq baseline (reads the previous utterance only)",
+             "hred": f"HRED, context RNN {m.ctx_hidden} over {m.context_turns} utterances",
+             "vhred": f"VHRED, context RNN {m.ctx_hidden} over {m.context_turns} utterances, "
+                      f"latent z {m.latent_dim} (KL annealing {m.kl_anneal}, word dropout "
+                      f"{m.word_dropout}, bag-of-words weight {m.bow_weight})"}
+    lines = [f"- model: {parts[m.arch]}; utterance encoder {enc}, decoder {m.cell.upper()} "
+             f"{m.dec_layers} x {m.dec_hidden}, attention {m.attention}, embedding "
+             f"{m.emb_dim}; {params:,} parameters"]
+    if d.corpus:
+        info = get_info(d.corpus)
+        terms = " (non-commercial, share-alike)" if "BY-NC-SA" in info.license else ""
+        lines += [f"- data: {d.corpus} ({info.description.split(':')[0]})",
+                  f"- data license: {info.license_short or info.license}{terms}; the model "
+                  "is trained on this data, so keep to its terms when you use or share it"]
+    else:
+        lines.append(f"- data: {d.train_file}")
+    tc = cfg.tokenizer
+    return lines + [f"- tokenizer: {tc.kind}" + (", lower-cased" if tc.lowercase else "")]
 
 
 def model_card(cfg: RunConfig, params: int, metrics: dict[str, Any] | None = None) -> str:
@@ -101,6 +129,17 @@ def resume_config(run_dir: Path, overrides: tuple[str, ...] = ()) -> RunConfig:
     return cfg
 
 
+def init_embeddings_from(cfg: RunConfig, model: Any, tokenizer: Any, tgt_tokenizer: Any = None
+                         ) -> dict[str, Any] | None:
+    """train.init_embeddings (--init-embeddings FILE): copy word2vec vectors into a new
+    model's input embeddings (commands/word2vec.py); how many words were found."""
+    if not cfg.train.init_embeddings:
+        return None
+    from seqtool.commands.word2vec import init_embeddings
+
+    return init_embeddings(model, cfg.train.init_embeddings, tokenizer, tgt_tokenizer)
+
+
 def train_lm(cfg: RunConfig, out: Path | None = None, resume: Path | None = None,
              reporter: Any = None, device: str = "cpu", threads: int = 0) -> dict[str, Any]:
     """Train (or, with `resume`, continue) a language model; cfg from resume_config then."""
@@ -140,6 +179,7 @@ def train_lm(cfg: RunConfig, out: Path | None = None, resume: Path | None = None
             tokenizer = train_tokenizer(read_lines(train_path, "train file"), tc.kind,
                                         tc.vocab_size, tc.min_freq, tc.max_vocab, tc.lowercase)
         model = build_model("lm", cfg.model, tokenizer.vocab_size)
+    init = init_embeddings_from(cfg, model, tokenizer) if resume is None else None
     data = LMData(cached_token_stream(train_path, tokenizer),
                   cached_token_stream(valid_path, tokenizer), cfg.train.batch_size,
                   cfg.train.bptt)
@@ -163,6 +203,8 @@ def train_lm(cfg: RunConfig, out: Path | None = None, resume: Path | None = None
     summary = trainer.run()
     summary["parameters"] = params
     summary["vocab_size"] = tokenizer.vocab_size
+    if init:
+        summary["init_embeddings"] = init
     return summary
 
 
@@ -295,6 +337,7 @@ def train_translate(cfg: RunConfig, out: Path | None = None, resume: Path | None
     else:
         src_tok, tgt_tok = translation_tokenizers(cfg, train_src, train_tgt)
         model = build_model("translate", cfg.model, (src_tok.vocab_size, tgt_tok.vocab_size))
+    init = init_embeddings_from(cfg, model, src_tok, tgt_tok) if resume is None else None
     train_pairs, _, dropped_train = encode_with_references(train_src, train_tgt, src_tok,
                                                            tgt_tok)
     valid_pairs, refs, dropped_valid = encode_with_references(valid_src, valid_tgt, src_tok,
@@ -331,4 +374,71 @@ def train_translate(cfg: RunConfig, out: Path | None = None, resume: Path | None
     summary = trainer.run()
     summary.update(parameters=params, vocab_size=[src_tok.vocab_size, tgt_tok.vocab_size],
                    bleu_tokenize=tokenize, **stats)
+    if init:
+        summary["init_embeddings"] = init
+    return summary
+
+
+# --------------------------------------------------------------------------- chat
+def train_chat(cfg: RunConfig, out: Path | None = None, resume: Path | None = None,
+               reporter: Any = None, device: str = "cpu", threads: int = 0) -> dict[str, Any]:
+    """Train (or, with `resume`, continue) a dialogue model: seq2seq, HRED or VHRED
+    (model.arch) on the same (context, reply) windows; validation perplexity (VHRED:
+    the bound) picks the best checkpoint, and a VHRED run logs the KL per reply."""
+    import torch
+
+    from seqtool.checkpoint import (load_checkpoint, load_training_state, read_meta,
+                                    save_checkpoint)
+    from seqtool.commands.chat import ChatData, chat_dialogues
+    from seqtool.data.dialogue import DialogueData, encode_windows
+    from seqtool.data.tokenizer import load_tokenizer, train_tokenizer
+    from seqtool.models import build_model
+    from seqtool.models.lm import count_parameters
+    from seqtool.training import Trainer
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(cfg.train.seed)
+    run_dir = Path(resume) if resume is not None else Path(out) if out else default_run_dir(cfg)
+    if resume is None and (run_dir / "last").exists():
+        raise TrainingError(f"{run_dir} already holds a run",
+                            f"resume it with --resume {run_dir}, or choose another --out")
+    train_d, valid_d = chat_dialogues(cfg, "train"), chat_dialogues(cfg, "valid")
+    if resume is not None:
+        old_lr = float(read_meta(run_dir / "last")["train"]["lr"])
+        loaded = load_checkpoint(run_dir / "last", expect_kind="chat", device=device)
+        tokenizer, model = loaded.tokenizer, loaded.model
+    else:
+        tc = cfg.tokenizer
+        tokenizer = (load_tokenizer(Path(tc.path)) if tc.path else train_tokenizer(
+            [u for d in train_d for u in d.turns], tc.kind, tc.vocab_size, tc.min_freq,
+            tc.max_vocab, tc.lowercase))
+        model = build_model("chat", cfg.model, tokenizer.vocab_size)
+    m = cfg.model
+    train_ex = encode_windows(train_d, tokenizer, model.context_turns, m.max_utt_len)
+    valid_ex = encode_windows(valid_d, tokenizer, model.context_turns, m.max_utt_len)
+    stats = {"train_dialogues": len(train_d), "valid_dialogues": len(valid_d),
+             "train_replies": len(train_ex), "valid_replies": len(valid_ex),
+             "context_turns": model.context_turns}
+    data = ChatData(DialogueData(train_ex, valid_ex, cfg.train.batch_size, seed=cfg.train.seed))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    params = sum(count_parameters(model).values())
+
+    def save(name: str, training: dict[str, Any] | None) -> None:
+        metrics = {}
+        if trainer.state.history:
+            metrics = {k: v for k, v in trainer.state.history[-1].items()
+                       if k.startswith("valid_") or k in ("step", "epoch")}
+        save_checkpoint(run_dir / name, model=model, config=cfg, tokenizer=tokenizer,
+                        card=model_card(cfg, params, metrics), training=training,
+                        extra_meta={"metrics": metrics, "data_stats": stats})
+
+    trainer = Trainer(model, data, cfg.train, run_dir, save, reporter, device,
+                      resume_command="seqtool train chat")
+    if resume is not None:
+        trainer.restore(load_training_state(run_dir / "last"))
+        if cfg.train.lr != old_lr:
+            trainer.state.lr = cfg.train.lr
+    summary = trainer.run()
+    summary.update(parameters=params, vocab_size=tokenizer.vocab_size, arch=m.arch, **stats)
     return summary

@@ -41,6 +41,21 @@ class AdaptiveEmbedding(nn.Module):
         for t in self.tables:
             nn.init.normal_(t.weight, std=t.weight.shape[1] ** -0.5)
 
+    @torch.no_grad()
+    def set_rows(self, ids: Tensor, vectors: Tensor) -> Tensor:
+        """Overwrite the vectors of `ids` (N,) with `vectors` (N, dim) in the clusters held
+        at full size (the head; a tail too when div_value is 1). Rows of smaller tail
+        clusters, which sit behind a projection, are left as they are. Returns the mask
+        (N,) of the rows written."""
+        written = torch.zeros(ids.shape, dtype=torch.bool)
+        for i, (table, proj) in enumerate(zip(self.tables, self.projs)):
+            lo, hi = self.bounds[i], self.bounds[i + 1]
+            here = (ids >= lo) & (ids < hi)
+            if isinstance(proj, nn.Identity) and here.any():
+                table.weight[ids[here] - lo] = vectors[here].to(table.weight.dtype)
+                written |= here
+        return written
+
     def forward(self, ids: Tensor) -> Tensor:
         if len(self.tables) == 1:
             return self.tables[0](ids)

@@ -1,0 +1,185 @@
+"""seqtool's word2vec side by side with gensim's Word2Vec (optimized C) on one corpus.
+
+Target (from the issue): equal or better WordSim-353 Spearman and Google analogy
+accuracy than gensim on the same corpus and settings; training speed reported as
+words/s and as a ratio to gensim's.
+
+Both train on exactly the same sentences: the lines of --corpus-file (default
+WikiText-2 train) split on whitespace, with WikiText's literal `<unk>` tokens removed
+(seqtool's tokenizer treats `<unk>` as its unknown-word token and never trains it).
+Same settings for both: architecture, dimension, window, negative samples,
+min-count, subsampling threshold, epochs, starting learning rate (word2vec's
+defaults: 0.025 skip-gram, 0.05 CBOW, decaying linearly to 1e-4), and threads
+(gensim `workers`, seqtool worker threads).
+
+- Speed: words/s = epochs x corpus words / training seconds (vocabulary building and
+  tokenization excluded for both); the ratio is seqtool / gensim.
+- Quality: both models' vectors are scored by the same evaluation code
+  (seqtool.data.vectors, which reproduces gensim's evaluate_word_pairs /
+  evaluate_word_analogies: case-insensitive, unknown words skipped; analogies over
+  the --restrict-vocab most frequent words, 3CosAdd). gensim's own evaluation of
+  its model is recorded too, as a check that the two agree. Files: wordsim353.tsv
+  and questions-words.txt from gensim's test data.
+
+    .venv/bin/python bench/word2vec_vs_gensim.py [--quick] [--archs skipgram cbow]
+        [--epochs 5] [--threads 2] [--max-words 0] [--corpus-file PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import fmt, machine_info, markdown_table, write_result  # noqa: E402
+
+
+def default_corpus() -> Path:
+    corpora = os.environ.get("SEQTOOL_CORPORA")
+    root = Path(corpora) if corpora else Path("/work/shared/corpora")
+    return root / "wikitext-2" / "train.txt"
+
+
+def read_sentences(path: Path, max_words: int) -> list[str]:
+    lines, words = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        tokens = [t for t in line.split() if t != "<unk>"]
+        if tokens:
+            lines.append(" ".join(tokens))
+            words += len(tokens)
+        if max_words and words >= max_words:
+            break
+    return lines
+
+
+def scores(vecs: Any, restrict: int) -> dict[str, Any]:
+    from seqtool.commands.word2vec import benchmark_file
+    from seqtool.data.vectors import analogy_accuracy, word_pair_correlation
+
+    ws = word_pair_correlation(vecs, benchmark_file("wordsim", None))
+    an = analogy_accuracy(vecs, benchmark_file("analogies", None), restrict)
+    return {"wordsim_spearman": ws["spearman"], "wordsim_pairs": ws["pairs"],
+            "analogy_accuracy": an["accuracy"], "analogy_semantic": an["semantic"],
+            "analogy_syntactic": an["syntactic"], "analogy_answered": an["answered"]}
+
+
+def run_gensim(lines: list[str], arch: str, a: argparse.Namespace) -> dict[str, Any]:
+    from gensim.models import Word2Vec
+
+    from seqtool.commands.word2vec import benchmark_file
+    from seqtool.data.vectors import WordVectors
+    from seqtool.models.word2vec import DEFAULT_ALPHA
+
+    sentences = [line.split() for line in lines]
+    words = sum(len(s) for s in sentences)
+    model = Word2Vec(vector_size=a.dim, window=a.window, negative=a.negative, hs=0,
+                     min_count=a.min_count, sample=a.sample, sg=int(arch == "skipgram"),
+                     alpha=DEFAULT_ALPHA[arch], min_alpha=1e-4, workers=a.threads,
+                     epochs=a.epochs, seed=a.seed)
+    model.build_vocab(sentences)
+    start = time.perf_counter()
+    model.train(sentences, total_examples=len(sentences), epochs=a.epochs)
+    seconds = time.perf_counter() - start
+    kv = model.wv
+    own_ws = kv.evaluate_word_pairs(str(benchmark_file("wordsim", None)))
+    own_acc, _ = kv.evaluate_word_analogies(str(benchmark_file("analogies", None)),
+                                            restrict_vocab=a.restrict_vocab)
+    vecs = WordVectors(list(kv.index_to_key), kv.vectors)
+    return {"system": "gensim", "arch": arch, "vocab": len(kv), "seconds": seconds,
+            "words_per_s": a.epochs * words / seconds, **scores(vecs, a.restrict_vocab),
+            "gensim_eval": {"wordsim_spearman": float(own_ws[1].statistic),
+                            "analogy_accuracy": float(own_acc)}}
+
+
+def run_seqtool(lines: list[str], arch: str, a: argparse.Namespace) -> dict[str, Any]:
+    from seqtool.commands.word2vec import fit
+    from seqtool.config import Word2VecConfig
+    from seqtool.data.tokenizer import WordTokenizer
+    from seqtool.data.vectors import WordVectors
+    from seqtool.data.word2vec import FIRST_WORD, encode_corpus
+    from seqtool.models.word2vec import Word2Vec
+
+    tok = WordTokenizer.train(lines, min_freq=a.min_count)
+    corpus = encode_corpus(lines, tok)
+    cfg = Word2VecConfig(arch=arch, dim=a.dim, window=a.window, negative=a.negative,
+                         sample=a.sample, batch_words=a.batch_words)
+    model = Word2Vec(cfg, tok.vocab_size)
+    stats = fit(model, corpus, a.epochs, a.seed, workers=a.threads)
+    vecs = WordVectors(tok.tokens[FIRST_WORD:], model.vectors()[FIRST_WORD:].numpy())
+    return {"system": "seqtool", "arch": arch, "vocab": len(vecs),
+            "seconds": stats["seconds"], "words_per_s": stats["words_per_s"],
+            "final_loss": stats["loss"], **scores(vecs, a.restrict_vocab)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--corpus-file", type=Path, default=default_corpus())
+    p.add_argument("--archs", nargs="+", default=["skipgram", "cbow"],
+                   choices=["skipgram", "cbow"])
+    p.add_argument("--dim", type=int, default=100)
+    p.add_argument("--window", type=int, default=5)
+    p.add_argument("--negative", type=int, default=5)
+    p.add_argument("--min-count", type=int, default=5)
+    p.add_argument("--sample", type=float, default=1e-3)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--batch-words", type=int, default=None,
+                   help="seqtool's words per batched update (default: the config's)")
+    p.add_argument("--restrict-vocab", type=int, default=30000)
+    p.add_argument("--max-words", type=int, default=0, help="use the first N words (0 = all)")
+    p.add_argument("--quick", action="store_true", help="200k words, 1 epoch: a smoke test")
+    a = p.parse_args()
+    if a.quick:
+        a.max_words, a.epochs = a.max_words or 200_000, 1
+    if a.batch_words is None:
+        from seqtool.config import Word2VecConfig
+
+        a.batch_words = Word2VecConfig().batch_words
+
+    import torch
+
+    torch.set_num_threads(a.threads)
+    lines = read_sentences(a.corpus_file, a.max_words)
+    words = sum(len(line.split()) for line in lines)
+    results = []
+    for arch in a.archs:
+        for runner in (run_gensim, run_seqtool):
+            r = runner(lines, arch, a)
+            print(f"{r['system']} {arch}: {r['words_per_s']:,.0f} words/s, "
+                  f"WordSim {r['wordsim_spearman']:.4f}, analogies "
+                  f"{r['analogy_accuracy']:.4f}", file=sys.stderr)
+            results.append(r)
+    rows = []
+    for arch in a.archs:
+        g = next(r for r in results if r["arch"] == arch and r["system"] == "gensim")
+        for r in (x for x in results if x["arch"] == arch):
+            ratio = r["words_per_s"] / g["words_per_s"]
+            rows.append([f"{r['system']} {arch}", fmt(r["words_per_s"], 0), f"{ratio:.2f}",
+                         fmt(r["seconds"], 1), fmt(r["wordsim_spearman"], 4),
+                         fmt(r["analogy_accuracy"], 4), fmt(r["analogy_semantic"], 4),
+                         fmt(r["analogy_syntactic"], 4), fmt(r["vocab"])])
+            r["speed_ratio_vs_gensim"] = ratio
+    table = markdown_table(["system", "words/s", "vs gensim", "train s", "WordSim-353 ρ",
+                            "analogies", "semantic", "syntactic", "vocab"], rows)
+    settings = {k: getattr(a, k) for k in ("dim", "window", "negative", "min_count", "sample",
+                                           "epochs", "threads", "seed", "batch_words",
+                                           "restrict_vocab", "max_words")}
+    settings.update(corpus=str(a.corpus_file), corpus_words=words, lines=len(lines))
+    print(f"\n{a.corpus_file} ({words:,} words, {len(lines):,} lines), {a.epochs} epochs, "
+          f"dim {a.dim}, window {a.window}, negative {a.negative}, min-count {a.min_count}, "
+          f"sample {a.sample:g}, {a.threads} threads; analogies over the "
+          f"{a.restrict_vocab:,} most frequent words\n")
+    print(table)
+    name = "word2vec_vs_gensim" + ("_quick" if a.quick else "")
+    path = write_result(name, {"machine": machine_info(), "settings": settings,
+                               "results": results, "table": table})
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
