@@ -33,6 +33,8 @@ DEFAULT_ALPHA = {"skipgram": 0.025, "cbow": 0.05}
 # word2vec applies those c updates one after another, each seeing the last; summed at
 # once, a frequent word's c steps overshoot together and large batches diverge.
 ROW_CAP = 16.0
+import os
+CAP_IN = float(os.environ.get('CAP_IN', '16'))
 
 
 class Word2Vec(nn.Module):
@@ -83,7 +85,8 @@ def _labels_and_weights(targets: Tensor) -> tuple[Tensor, Tensor]:
 def _row_scale(ids: Tensor, vocab: int, present: Tensor | None = None) -> Tensor:
     """(n,) min(1, ROW_CAP / c): c = how often the entry's row occurs in the batch."""
     counts = torch.bincount(ids, weights=present, minlength=vocab)
-    return (ROW_CAP / counts[ids].clamp(min=1.0)).clamp(max=1.0)
+    cap = ROW_CAP if present is None else CAP_IN
+    return (cap / counts[ids].clamp(min=1.0)).clamp(max=1.0)
 
 
 def _loss(scores: Tensor, labels: Tensor, weight: Tensor) -> float:
