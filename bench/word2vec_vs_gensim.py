@@ -12,17 +12,23 @@ min-count, subsampling threshold, epochs, starting learning rate (word2vec's
 defaults: 0.025 skip-gram, 0.05 CBOW, decaying linearly to 1e-4), and threads
 (gensim `workers`, seqtool worker threads).
 
+Both use lock-free threads (Hogwild), so runs vary even for one seed: each system
+trains once per --seeds value (default 3), the two alternating so that a change in
+machine load hits both alike.
+
 - Speed: words/s = epochs x corpus words / training seconds (vocabulary building and
-  tokenization excluded for both); the ratio is seqtool / gensim.
+  tokenization excluded for both); the table gives the median over seeds and the
+  median of the per-seed ratios seqtool / gensim.
 - Quality: both models' vectors are scored by the same evaluation code
   (seqtool.data.vectors, which reproduces gensim's evaluate_word_pairs /
   evaluate_word_analogies: case-insensitive, unknown words skipped; analogies over
-  the --restrict-vocab most frequent words, 3CosAdd). gensim's own evaluation of
-  its model is recorded too, as a check that the two agree. Files: wordsim353.tsv
-  and questions-words.txt from gensim's test data.
+  the --restrict-vocab most frequent words, 3CosAdd); mean ± sd over seeds. For the
+  first seed gensim's own evaluation of its model is stored too (`gensim_eval`), as
+  a check that the two agree. Files: wordsim353.tsv and questions-words.txt from
+  gensim's test data.
 
     .venv/bin/python bench/word2vec_vs_gensim.py [--quick] [--archs skipgram cbow]
-        [--epochs 5] [--threads 2] [--max-words 0] [--corpus-file PATH]
+        [--seeds 1 2 3] [--epochs 5] [--threads 2] [--max-words 0] [--corpus-file PATH]
 """
 
 from __future__ import annotations
@@ -67,7 +73,8 @@ def scores(vecs: Any, restrict: int) -> dict[str, Any]:
             "analogy_syntactic": an["syntactic"], "analogy_answered": an["answered"]}
 
 
-def run_gensim(lines: list[str], arch: str, a: argparse.Namespace) -> dict[str, Any]:
+def run_gensim(lines: list[str], arch: str, seed: int, a: argparse.Namespace,
+               own_eval: bool) -> dict[str, Any]:
     from gensim.models import Word2Vec
 
     from seqtool.commands.word2vec import benchmark_file
@@ -79,23 +86,26 @@ def run_gensim(lines: list[str], arch: str, a: argparse.Namespace) -> dict[str, 
     model = Word2Vec(vector_size=a.dim, window=a.window, negative=a.negative, hs=0,
                      min_count=a.min_count, sample=a.sample, sg=int(arch == "skipgram"),
                      alpha=DEFAULT_ALPHA[arch], min_alpha=1e-4, workers=a.threads,
-                     epochs=a.epochs, seed=a.seed)
+                     epochs=a.epochs, seed=seed)
     model.build_vocab(sentences)
     start = time.perf_counter()
     model.train(sentences, total_examples=len(sentences), epochs=a.epochs)
     seconds = time.perf_counter() - start
     kv = model.wv
-    own_ws = kv.evaluate_word_pairs(str(benchmark_file("wordsim", None)))
-    own_acc, _ = kv.evaluate_word_analogies(str(benchmark_file("analogies", None)),
-                                            restrict_vocab=a.restrict_vocab)
-    vecs = WordVectors(list(kv.index_to_key), kv.vectors)
-    return {"system": "gensim", "arch": arch, "vocab": len(kv), "seconds": seconds,
-            "words_per_s": a.epochs * words / seconds, **scores(vecs, a.restrict_vocab),
-            "gensim_eval": {"wordsim_spearman": float(own_ws[1].statistic),
-                            "analogy_accuracy": float(own_acc)}}
+    result = {"system": "gensim", "arch": arch, "seed": seed, "vocab": len(kv),
+              "seconds": seconds, "words_per_s": a.epochs * words / seconds,
+              **scores(WordVectors(list(kv.index_to_key), kv.vectors), a.restrict_vocab)}
+    if own_eval:  # gensim scoring its own model: the two evaluations must agree
+        own_ws = kv.evaluate_word_pairs(str(benchmark_file("wordsim", None)))
+        own_acc, _ = kv.evaluate_word_analogies(str(benchmark_file("analogies", None)),
+                                                restrict_vocab=a.restrict_vocab)
+        result["gensim_eval"] = {"wordsim_spearman": float(own_ws[1].statistic),
+                                 "analogy_accuracy": float(own_acc)}
+    return result
 
 
-def run_seqtool(lines: list[str], arch: str, a: argparse.Namespace) -> dict[str, Any]:
+def run_seqtool(lines: list[str], arch: str, seed: int, a: argparse.Namespace,
+                own_eval: bool) -> dict[str, Any]:
     from seqtool.commands.word2vec import fit
     from seqtool.config import Word2VecConfig
     from seqtool.data.tokenizer import WordTokenizer
@@ -108,11 +118,29 @@ def run_seqtool(lines: list[str], arch: str, a: argparse.Namespace) -> dict[str,
     cfg = Word2VecConfig(arch=arch, dim=a.dim, window=a.window, negative=a.negative,
                          sample=a.sample, batch_words=a.batch_words)
     model = Word2Vec(cfg, tok.vocab_size)
-    stats = fit(model, corpus, a.epochs, a.seed, workers=a.threads)
+    stats = fit(model, corpus, a.epochs, seed, workers=a.threads)
     vecs = WordVectors(tok.tokens[FIRST_WORD:], model.vectors()[FIRST_WORD:].numpy())
-    return {"system": "seqtool", "arch": arch, "vocab": len(vecs),
+    return {"system": "seqtool", "arch": arch, "seed": seed, "vocab": len(vecs),
             "seconds": stats["seconds"], "words_per_s": stats["words_per_s"],
             "final_loss": stats["loss"], **scores(vecs, a.restrict_vocab)}
+
+
+def summarize(runs: list[dict[str, Any]], gensim_runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and sample standard deviation of the scores over seeds; median words/s, and
+    the median of the per-seed speed ratios (each seed's gensim run as reference)."""
+    import statistics as st
+
+    def mean_sd(key: str) -> tuple[float, float]:
+        xs = [r[key] for r in runs]
+        return st.mean(xs), (st.stdev(xs) if len(xs) > 1 else 0.0)
+
+    ratios = [r["words_per_s"] / g["words_per_s"] for r, g in zip(runs, gensim_runs)]
+    return {"system": runs[0]["system"], "arch": runs[0]["arch"], "seeds": len(runs),
+            "words_per_s": st.median(r["words_per_s"] for r in runs),
+            "speed_ratio_vs_gensim": st.median(ratios),
+            "seconds": st.median(r["seconds"] for r in runs), "vocab": runs[0]["vocab"],
+            **{k: mean_sd(k) for k in ("wordsim_spearman", "analogy_accuracy",
+                                       "analogy_semantic", "analogy_syntactic")}}
 
 
 def main() -> None:
@@ -127,15 +155,17 @@ def main() -> None:
     p.add_argument("--sample", type=float, default=1e-3)
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
+                   help="one run per seed and system (both are Hogwild: runs vary)")
     p.add_argument("--batch-words", type=int, default=None,
                    help="seqtool's words per batched update (default: the config's)")
     p.add_argument("--restrict-vocab", type=int, default=30000)
     p.add_argument("--max-words", type=int, default=0, help="use the first N words (0 = all)")
-    p.add_argument("--quick", action="store_true", help="200k words, 1 epoch: a smoke test")
+    p.add_argument("--quick", action="store_true",
+                   help="200k words, 1 epoch, one seed: a smoke test")
     a = p.parse_args()
     if a.quick:
-        a.max_words, a.epochs = a.max_words or 200_000, 1
+        a.max_words, a.epochs, a.seeds = a.max_words or 200_000, 1, a.seeds[:1]
     if a.batch_words is None:
         from seqtool.config import Word2VecConfig
 
@@ -146,38 +176,42 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     lines = read_sentences(a.corpus_file, a.max_words)
     words = sum(len(line.split()) for line in lines)
-    results = []
+    runs, summary = [], []
     for arch in a.archs:
-        for runner in (run_gensim, run_seqtool):
-            r = runner(lines, arch, a)
-            print(f"{r['system']} {arch}: {r['words_per_s']:,.0f} words/s, "
-                  f"WordSim {r['wordsim_spearman']:.4f}, analogies "
-                  f"{r['analogy_accuracy']:.4f}", file=sys.stderr)
-            results.append(r)
-    rows = []
-    for arch in a.archs:
-        g = next(r for r in results if r["arch"] == arch and r["system"] == "gensim")
-        for r in (x for x in results if x["arch"] == arch):
-            ratio = r["words_per_s"] / g["words_per_s"]
-            rows.append([f"{r['system']} {arch}", fmt(r["words_per_s"], 0), f"{ratio:.2f}",
-                         fmt(r["seconds"], 1), fmt(r["wordsim_spearman"], 4),
-                         fmt(r["analogy_accuracy"], 4), fmt(r["analogy_semantic"], 4),
-                         fmt(r["analogy_syntactic"], 4), fmt(r["vocab"])])
-            r["speed_ratio_vs_gensim"] = ratio
+        by_system: dict[str, list[dict[str, Any]]] = {"gensim": [], "seqtool": []}
+        for i, seed in enumerate(a.seeds):  # alternate, so load changes hit both alike
+            for name, runner in (("gensim", run_gensim), ("seqtool", run_seqtool)):
+                r = runner(lines, arch, seed, a, own_eval=i == 0)
+                print(f"{name} {arch} seed {seed}: {r['words_per_s']:,.0f} words/s, "
+                      f"WordSim {r['wordsim_spearman']:.4f}, analogies "
+                      f"{r['analogy_accuracy']:.4f}", file=sys.stderr, flush=True)
+                by_system[name].append(r)
+                runs.append(r)
+        summary += [summarize(by_system[n], by_system["gensim"]) for n in ("gensim", "seqtool")]
+
+    def pm(x: tuple[float, float], digits: int = 4) -> str:
+        return f"{x[0]:.{digits}f} ± {x[1]:.{digits}f}"
+
+    rows = [[f"{s['system']} {s['arch']}", fmt(s["words_per_s"], 0),
+             f"{s['speed_ratio_vs_gensim']:.2f}", fmt(s["seconds"], 1),
+             pm(s["wordsim_spearman"]), pm(s["analogy_accuracy"]),
+             pm(s["analogy_semantic"]), pm(s["analogy_syntactic"]), fmt(s["vocab"])]
+            for s in summary]
     table = markdown_table(["system", "words/s", "vs gensim", "train s", "WordSim-353 ρ",
                             "analogies", "semantic", "syntactic", "vocab"], rows)
     settings = {k: getattr(a, k) for k in ("dim", "window", "negative", "min_count", "sample",
-                                           "epochs", "threads", "seed", "batch_words",
+                                           "epochs", "threads", "seeds", "batch_words",
                                            "restrict_vocab", "max_words")}
     settings.update(corpus=str(a.corpus_file), corpus_words=words, lines=len(lines))
     print(f"\n{a.corpus_file} ({words:,} words, {len(lines):,} lines), {a.epochs} epochs, "
           f"dim {a.dim}, window {a.window}, negative {a.negative}, min-count {a.min_count}, "
-          f"sample {a.sample:g}, {a.threads} threads; analogies over the "
+          f"sample {a.sample:g}, {a.threads} threads, seeds {a.seeds}; words/s: median "
+          f"over seeds; scores: mean ± sd over seeds; analogies over the "
           f"{a.restrict_vocab:,} most frequent words\n")
     print(table)
     name = "word2vec_vs_gensim" + ("_quick" if a.quick else "")
     path = write_result(name, {"machine": machine_info(), "settings": settings,
-                               "results": results, "table": table})
+                               "summary": summary, "runs": runs, "table": table})
     print(f"\nwrote {path}")
 
 

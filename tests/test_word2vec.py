@@ -22,10 +22,21 @@ import torch
 from seqtool.cli import main
 from seqtool.config import LMModelConfig, Seq2SeqModelConfig, Word2VecConfig
 from seqtool.data.tokenizer import WordTokenizer
-from seqtool.data.vectors import (WordVectors, analogy_accuracy, read_word2vec,
-                                  word_pair_correlation, write_word2vec)
-from seqtool.data.word2vec import (FIRST_WORD, context_windows, encode_corpus,
-                                   keep_probabilities, noise_table, subsample)
+from seqtool.data.vectors import (
+    WordVectors,
+    analogy_accuracy,
+    read_word2vec,
+    word_pair_correlation,
+    write_word2vec,
+)
+from seqtool.data.word2vec import (
+    FIRST_WORD,
+    context_windows,
+    encode_corpus,
+    keep_probabilities,
+    noise_table,
+    subsample,
+)
 from seqtool.errors import ConfigError, DataError, InputError
 from seqtool.models import build_model
 
@@ -60,7 +71,7 @@ def run_subprocess(*args: str | Path, home: Path) -> Result:
     env = {**os.environ, "SEQTOOL_HOME": str(home), "NO_COLOR": "1"}
     env.pop("SEQTOOL_DEBUG", None)
     p = subprocess.run([sys.executable, "-m", "seqtool", *map(str, args)], env=env,
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120, check=False)
     return Result(p.returncode, p.stdout, p.stderr)
 
 
@@ -128,6 +139,35 @@ def test_training_is_reproducible():
     lines = planted_lines(200)
     a, b = train_vectors(lines, "skipgram", 1), train_vectors(lines, "skipgram", 1)
     assert np.array_equal(a.matrix, b.matrix)
+
+
+@pytest.mark.parametrize("arch", ["skipgram", "cbow"])
+def test_one_word_update_is_the_word2vec_formula(arch):
+    """One predicted word w (id 4) with contexts 5, 6 and noise words 7, 8: the batched
+    update equals word2vec's gradient step, computed from the old vectors."""
+    cfg = Word2VecConfig(arch=arch, dim=3)
+    m = build_model("word2vec", cfg, 9)
+    rng = np.random.default_rng(0)
+    with torch.no_grad():
+        m.in_vectors.weight.copy_(torch.from_numpy(rng.normal(size=(9, 3))))
+        m.out_vectors.weight.copy_(torch.from_numpy(rng.normal(size=(9, 3))))
+    syn0 = m.in_vectors.weight.detach().numpy().copy()
+    syn1 = m.out_vectors.weight.detach().numpy().copy()
+    lr, ctx, tgt, label = 0.1, [5, 6], [4, 7, 8], np.array([1.0, 0.0, 0.0])
+    m.update(torch.tensor([ctx]), torch.tensor([[True, True]]), torch.tensor([tgt]), lr)
+    want0, want1 = syn0.copy(), syn1.copy()
+    sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    if arch == "cbow":
+        h = syn0[ctx].mean(0)
+        g = (label - sigmoid(syn1[tgt] @ h)) * lr  # (3,)
+        want1[tgt] += g[:, None] * h
+        want0[ctx] += g @ syn1[tgt]  # the whole error to each context word
+    else:
+        g = (label - sigmoid(syn0[ctx] @ syn1[tgt].T)) * lr  # (contexts, targets)
+        want1[tgt] += g.T @ syn0[ctx]
+        want0[ctx] += g @ syn1[tgt]
+    assert np.allclose(m.in_vectors.weight.detach().numpy(), want0, atol=1e-6)
+    assert np.allclose(m.out_vectors.weight.detach().numpy(), want1, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- sampling
@@ -255,7 +295,7 @@ def test_analogy_and_similar_on_planted_vectors(vectors_file):
     res = run_cli("similar", "king", "--vectors", vectors_file, "--top-k", "2", "--json")
     out = json.loads(res.out)
     assert [n["word"] for n in out["neighbours"]] == ["kings", "prince"]
-    words, m = hand_vectors()
+    _, m = hand_vectors()
     unit = m / np.linalg.norm(m, axis=1, keepdims=True)
     assert out["neighbours"][0]["cosine"] == pytest.approx(float(unit[0] @ unit[6]), abs=1e-6)
     res = run_cli("analogy", "king", "man", "woman", "--vectors", vectors_file)
@@ -478,7 +518,7 @@ def test_init_embeddings_copies_vectors_into_the_lm(vectors_file, tmp_path):
 def test_init_embeddings_adaptive_head_only_and_translate(vectors_file):
     from seqtool.commands.word2vec import init_embeddings
 
-    words, m = hand_vectors()
+    _, m = hand_vectors()
     tok = WordTokenizer.train(["king king king queen queen man woman"])  # ids by frequency
     cfg = LMModelConfig(emb_dim=4, hidden=8, layers=1, softmax="adaptive", cutoffs=(6,))
     model = build_model("lm", cfg, tok.vocab_size)  # head: ids 0-5 (king, queen)

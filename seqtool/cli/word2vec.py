@@ -111,7 +111,10 @@ def similar(word: str, top_k: int, model_path: Path | None, vectors_path: Path |
 
     _positive(top_k, "--top-k")
     result = find_similar(word, top_k, model_path, vectors_path)
-    print_json(result) if as_json else render_neighbours(result)
+    if as_json:
+        print_json(result)
+    else:
+        render_neighbours(result)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -135,7 +138,10 @@ def analogy(a: str, b: str, c: str, top_k: int, model_path: Path | None,
 
     _positive(top_k, "--top-k")
     result = solve(a, b, c, top_k, model_path, vectors_path)
-    print_json(result) if as_json else render_neighbours(result)
+    if as_json:
+        print_json(result)
+    else:
+        render_neighbours(result)
 
 
 @cli.command("export-vectors", context_settings=CONTEXT)
@@ -193,4 +199,7 @@ def evaluate_word2vec_cmd(model_path: Path | None, vectors_path: Path | None,
     if restrict_vocab < 0:
         raise click.BadParameter("must be >= 0", param_hint="--restrict-vocab") from None
     result = evaluate_word2vec(model_path, vectors_path, wordsim, analogies, restrict_vocab)
-    print_json(result) if as_json else render_word2vec_eval(result)
+    if as_json:
+        print_json(result)
+    else:
+        render_word2vec_eval(result)

@@ -35,6 +35,7 @@ def fit(model: Any, corpus: Corpus, epochs: int, seed: int, reporter: Any = None
     One worker is deterministic for a seed. Reports on_step({words, total_words,
     epoch, lr, loss, words_per_s}) about every `report_every_s` seconds. Returns
     seconds, words/s and the last mean loss."""
+    import math
     import threading
 
     import numpy as np
@@ -68,12 +69,12 @@ def fit(model: Any, corpus: Corpus, epochs: int, seed: int, reporter: Any = None
                                         with_loss=step % 50 == 0)
                     losses[w] = losses[w] if loss is None else loss
                     done[w] += b.words
-        except BaseException as exc:  # re-raised in the calling thread
+        except Exception as exc:  # re-raised in the calling thread
             errors.append(exc)
             stop.set()
 
     def mean_loss() -> float:
-        seen = [x for x in losses if x == x]
+        seen = [x for x in losses if not math.isnan(x)]
         return sum(seen) / len(seen) if seen else float("nan")
 
     threads_before = torch.get_num_threads()
@@ -112,15 +113,15 @@ def word2vec_card(cfg: RunConfig, vocab: int, corpus_words: int, stats: dict[str
 
     m, d = cfg.model, cfg.data
     cmd = " ".join(shlex.quote(a) for a in ["seqtool", *sys.argv[1:]])
-    return "\n".join([
-        "# seqtool word2vec model", "",
-        f"- model: {m.arch}, {m.dim} dimensions, window {m.window}, {m.negative} negative "
-        f"samples (unigram^0.75), subsampling {m.sample:g}, {cfg.train.epochs} epochs",
-        f"- data: {d.corpus or d.train_file} ({corpus_words:,} words); vocabulary "
-        f"{vocab:,} words seen at least {cfg.tokenizer.min_freq} times", "",
-        "## Recipe", "", "```", cmd, "```", "", "## Training", "",
-        f"- {stats['words_per_s']:,.0f} words/s, {stats['seconds']:.1f} s; "
-        f"final loss {stats['loss']:.4f}", ""])
+    model = (f"- model: {m.arch}, {m.dim} dimensions, window {m.window}, {m.negative} "
+             f"negative samples (unigram^0.75), subsampling {m.sample:g}, "
+             f"{cfg.train.epochs} epochs")
+    data = (f"- data: {d.corpus or d.train_file} ({corpus_words:,} words); vocabulary "
+            f"{vocab:,} words seen at least {cfg.tokenizer.min_freq} times")
+    speed = (f"- {stats['words_per_s']:,.0f} words/s, {stats['seconds']:.1f} s; final loss "
+             f"{stats['loss']:.4f}")
+    return "\n".join(["# seqtool word2vec model", "", model, data, "", "## Recipe", "",
+                      "```", cmd, "```", "", "## Training", "", speed, ""])
 
 
 def train_word2vec(cfg: RunConfig, out: Path | None = None, reporter: Any = None,

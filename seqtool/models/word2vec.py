@@ -15,9 +15,9 @@ targets: w itself (label 1) and K noise words from the unigram^0.75 distribution
   matrix product per word at the same expected gradient.
 
 The gradients of one batch are summed into the tables with index_add_ (no autograd,
-no optimizer state), except that a row occurring more than ROW_CAP times in the batch
-(a frequent word, or a frequent noise word) gets its summed update scaled down to
-ROW_CAP occurrences' worth; noise words equal to w are skipped, as word2vec does.
+no optimizer state), except that a row occurring more often in the batch than a cap
+(a frequent word, or a frequent noise word) gets its summed update scaled down to the
+cap's worth (ROW_CAPS); noise words equal to w are skipped, as word2vec does.
 """
 
 from __future__ import annotations
@@ -29,12 +29,14 @@ from torch.nn import functional as F
 from seqtool.config import Word2VecConfig
 
 DEFAULT_ALPHA = {"skipgram": 0.025, "cbow": 0.05}
-# A row that occurs c > ROW_CAP times in one batch gets ROW_CAP / c of its summed update.
-# word2vec applies those c updates one after another, each seeing the last; summed at
-# once, a frequent word's c steps overshoot together and large batches diverge.
-ROW_CAP = 16.0
-import os
-CAP_IN = float(os.environ.get('CAP_IN', '16'))
+# A row that occurs c > cap times in one batch gets cap / c of its summed update, caps
+# (output table, input table) per architecture. word2vec applies those c updates one
+# after another, each seeing the last; summed at once, a frequent word's c steps
+# overshoot together and large batches diverge (skip-gram at 2048 words per batch,
+# both at 4096). The values are the best of 4, 16, 64 and none on WikiText-2
+# (bench/word2vec_vs_gensim.py): CBOW's analogies suffer when its input rows are capped
+# at 16, skip-gram's WordSim gains from it.
+ROW_CAPS = {"skipgram": (16.0, 16.0), "cbow": (16.0, 64.0)}
 
 
 class Word2Vec(nn.Module):
@@ -69,7 +71,7 @@ class Word2Vec(nn.Module):
         Returns the mean loss per predicted word and target when with_loss."""
         fn = _update_cbow if self.cfg.arch == "cbow" else _update_skipgram
         return fn(self.in_vectors.weight, self.out_vectors.weight, contexts, mask, targets,
-                  lr, with_loss)
+                  lr, ROW_CAPS[self.cfg.arch], with_loss)
 
 
 def _labels_and_weights(targets: Tensor) -> tuple[Tensor, Tensor]:
@@ -82,10 +84,11 @@ def _labels_and_weights(targets: Tensor) -> tuple[Tensor, Tensor]:
     return labels, keep
 
 
-def _row_scale(ids: Tensor, vocab: int, present: Tensor | None = None) -> Tensor:
-    """(n,) min(1, ROW_CAP / c): c = how often the entry's row occurs in the batch."""
+def _row_scale(ids: Tensor, vocab: int, cap: float, present: Tensor | None = None
+               ) -> Tensor:
+    """(n,) min(1, cap / c): c = how often the entry's row occurs in the batch (entries
+    weighted by `present`)."""
     counts = torch.bincount(ids, weights=present, minlength=vocab)
-    cap = ROW_CAP if present is None else CAP_IN
     return (cap / counts[ids].clamp(min=1.0)).clamp(max=1.0)
 
 
@@ -96,7 +99,8 @@ def _loss(scores: Tensor, labels: Tensor, weight: Tensor) -> float:
 
 
 def _update_cbow(syn0: Tensor, syn1: Tensor, contexts: Tensor, mask: Tensor,
-                 targets: Tensor, lr: float, with_loss: bool) -> float | None:
+                 targets: Tensor, lr: float, caps: tuple[float, float], with_loss: bool
+                 ) -> float | None:
     n, width = contexts.shape
     dim = syn0.shape[1]
     m = mask.float()  # (N, 2W)
@@ -111,15 +115,16 @@ def _update_cbow(syn0: Tensor, syn1: Tensor, contexts: Tensor, mask: Tensor,
     g = (labels - torch.sigmoid(scores)) * weight * lr  # (N, 1+K)
     err = torch.bmm(g[:, None, :], out)[:, 0]  # (N, D): reaches every context word
     t, c = targets.reshape(-1), contexts.reshape(-1)
-    g_out = g * _row_scale(t, syn1.shape[0]).view(n, -1)  # (N, 1+K)
-    m_in = m * _row_scale(c, syn0.shape[0], m.reshape(-1)).view(n, width)  # (N, 2W)
+    g_out = g * _row_scale(t, syn1.shape[0], caps[0]).view(n, -1)  # (N, 1+K)
+    m_in = m * _row_scale(c, syn0.shape[0], caps[1], m.reshape(-1)).view(n, width)
     syn1.index_add_(0, t, (g_out[:, :, None] * h[:, None, :]).view(-1, dim))
     syn0.index_add_(0, c, (m_in[:, :, None] * err[:, None, :]).view(-1, dim))
     return _loss(scores, labels, weight) if with_loss else None
 
 
 def _update_skipgram(syn0: Tensor, syn1: Tensor, contexts: Tensor, mask: Tensor,
-                     targets: Tensor, lr: float, with_loss: bool) -> float | None:
+                     targets: Tensor, lr: float, caps: tuple[float, float], with_loss: bool
+                     ) -> float | None:
     n, width = contexts.shape
     dim = syn0.shape[1]
     ctx_vecs = syn0.index_select(0, contexts.reshape(-1)).view(n, width, dim)  # (N, 2W, D)
@@ -129,8 +134,9 @@ def _update_skipgram(syn0: Tensor, syn1: Tensor, contexts: Tensor, mask: Tensor,
     weight = mask.float()[:, :, None] * keep[:, None, :]  # (N, 2W, 1+K)
     g = (labels - torch.sigmoid(scores)) * weight * lr  # (N, 2W, 1+K)
     t, c = targets.reshape(-1), contexts.reshape(-1)
-    g_out = g * _row_scale(t, syn1.shape[0]).view(n, 1, -1)
-    g_in = g * _row_scale(c, syn0.shape[0], mask.reshape(-1).float()).view(n, width, 1)
+    g_out = g * _row_scale(t, syn1.shape[0], caps[0]).view(n, 1, -1)
+    g_in = g * _row_scale(c, syn0.shape[0], caps[1], mask.reshape(-1).float()
+                          ).view(n, width, 1)
     grad_ctx = torch.bmm(g_in, out)  # (N, 2W, D); zero on masked slots
     grad_out = torch.bmm(g_out.transpose(1, 2), ctx_vecs)  # (N, 1+K, D)
     syn1.index_add_(0, t, grad_out.view(-1, dim))
