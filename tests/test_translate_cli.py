@@ -330,7 +330,8 @@ def resume_cfg(data: dict[str, Path], **train_kw):
 @pytest.mark.parametrize("stop", [3, 5])
 def test_resume_equals_uninterrupted(tmp_path, data, stop):
     """320 pairs / 64 = 5 steps per epoch: stop mid-epoch (3) or at its end (5)."""
-    from seqtool.commands.train import resume_config, train_translate
+    from seqtool.commands.train import resume_config
+    from seqtool.commands.train_translate import train_translate
 
     one = train_translate(resume_cfg(data, max_steps=8), out=tmp_path / "one")
     assert one["steps"] == 8
@@ -348,7 +349,7 @@ def test_resume_equals_uninterrupted(tmp_path, data, stop):
 
 
 def test_interrupt_hint_names_train_translate(tmp_path, data, monkeypatch):
-    from seqtool.commands.train import train_translate
+    from seqtool.commands.train_translate import train_translate
     from seqtool.errors import Interrupted
     from seqtool.models.seq2seq import Seq2Seq
 

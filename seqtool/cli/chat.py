@@ -57,7 +57,8 @@ def train_chat_cmd(arch: str | None, corpus: str | None, train_file: Path | None
       seqtool train chat --model vhred --corpus dailydialog --set model.kl_anneal=cyclical
       seqtool train chat --train-file d.txt --valid-file v.txt --config chat-tiny
     """
-    from seqtool.commands.train import resume_config, train_chat
+    from seqtool.commands.train import resume_config
+    from seqtool.commands.train_chat import train_chat
     from seqtool.config import load_config
     from seqtool.console import RichReporter, print_json, stdout_console
 

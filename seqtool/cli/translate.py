@@ -58,7 +58,8 @@ def train_translate_cmd(corpus: str | None, src_lang: str | None, tgt_lang: str 
           --valid-tgt b.en --config translate-tiny --out runs/tiny
       seqtool train translate --resume runs/tiny --set train.epochs=20
     """
-    from seqtool.commands.train import resume_config, train_translate
+    from seqtool.commands.train import resume_config
+    from seqtool.commands.train_translate import train_translate
     from seqtool.config import load_config
     from seqtool.console import RichReporter, print_json, stdout_console
 

@@ -1,0 +1,150 @@
+"""`seqtool train translate`: parallel data, one or two tokenizers, the attention
+encoder-decoder, and validation BLEU for picking the best checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from seqtool.commands.train import init_embeddings_from, run_training, start_run
+from seqtool.config import RunConfig
+from seqtool.errors import ConfigError
+
+
+def translation_split(cfg: RunConfig, split: str) -> tuple[list[str], list[str], int]:
+    """Aligned (source, target) lines of `split` from plain files (--train-src ...) or
+    the corpus, and how many pairs with an empty side were skipped."""
+    from seqtool.commands.translate import corpus_pairs
+    from seqtool.data.parallel import read_parallel
+
+    d = cfg.data
+    files = {"train": (d.train_src, d.train_tgt), "valid": (d.valid_src, d.valid_tgt),
+             "test": (d.test_src, d.test_tgt)}[split]
+    if any(files):
+        if not all(files):
+            raise ConfigError(f"give both --{split}-src and --{split}-tgt",
+                              "each source file needs its line-aligned translation")
+        return read_parallel(*files)
+    if d.corpus:
+        return corpus_pairs(d.corpus, split, d.src_lang, d.tgt_lang)
+    raise ConfigError(f"no {split} data", "give --corpus NAME --src LANG --tgt LANG, or "
+                      "--train-src/--train-tgt and --valid-src/--valid-tgt")
+
+
+def translation_tokenizers(cfg: RunConfig, src_lines: list[str], tgt_lines: list[str]
+                           ) -> tuple[Any, Any]:
+    """(source, target) tokenizers: loaded from tokenizer.path (its tgt/ holds a separate
+    target tokenizer, else both sides share it), one joint tokenizer trained on both
+    sides for model.shared_vocab, or one trained per side."""
+    from seqtool.checkpoint import TGT_DIR
+    from seqtool.data.tokenizer import TOKENIZER_FILE, load_tokenizer, train_tokenizer
+
+    tc = cfg.tokenizer
+    if tc.path:
+        src = load_tokenizer(Path(tc.path))
+        tgt_dir = Path(tc.path) / TGT_DIR
+        return src, load_tokenizer(tgt_dir) if (tgt_dir / TOKENIZER_FILE).is_file() else src
+
+    def train(lines: list[str]) -> Any:
+        return train_tokenizer(lines, tc.kind, tc.vocab_size, tc.min_freq, tc.max_vocab,
+                               tc.lowercase)
+
+    if cfg.model.shared_vocab:
+        joint = train(src_lines + tgt_lines)
+        return joint, joint
+    return train(src_lines), train(tgt_lines)
+
+
+def encode_with_references(src_lines: list[str], tgt_lines: list[str], src_tok: Any,
+                           tgt_tok: Any) -> tuple[list[Any], list[str], int]:
+    """Token id pairs, the target text of each kept pair, and the number dropped
+    (a side that encodes to nothing)."""
+    pairs, refs = [], []
+    for s, t in zip(src_lines, tgt_lines):
+        s_ids, t_ids = src_tok.encode(s), tgt_tok.encode(t)
+        if s_ids and t_ids:
+            pairs.append((s_ids, t_ids))
+            refs.append(t)
+    return pairs, refs, len(src_lines) - len(pairs)
+
+
+class TranslationData:
+    """ParallelData for the Trainer, plus the BLEU of greedy decoding of the validation
+    set (the Trainer's `extra_metrics` hook): the best checkpoint is the one with the
+    highest validation BLEU, and early stopping and the plateau schedule follow it."""
+
+    metric = "valid_bleu"
+    higher_is_better = True
+
+    def __init__(self, data: Any, references: list[str], tgt_tok: Any, search: Any,
+                 tokenize: str) -> None:
+        self.data = data
+        self.references = references
+        self.tgt_tok = tgt_tok
+        self.search = dataclasses.replace(search, beam_size=1, n_best=1)  # greedy
+        self.tokenize = tokenize
+
+    def steps_per_epoch(self) -> int:
+        return self.data.steps_per_epoch()
+
+    def train_batches(self, epoch: int) -> Any:
+        return self.data.train_batches(epoch)
+
+    def valid_batches(self) -> Any:
+        return self.data.valid_batches()
+
+    def extra_metrics(self, model: Any, device: Any) -> dict[str, float]:
+        from seqtool.commands.translate import translate_ids
+        from seqtool.metrics import bleu
+
+        sources = [s for s, _ in self.data.valid]
+        batch = self.data.eval_batch_size or self.data.batch_size
+        hyps = translate_ids(model, sources, self.search, str(device), batch)
+        texts = [self.tgt_tok.decode(h[0].tokens) for h in hyps]
+        return {"bleu": bleu(texts, self.references, self.tokenize,
+                             self.tgt_tok.lowercase)["score"]}
+
+
+def train_translate(cfg: RunConfig, out: Path | None = None, resume: Path | None = None,
+                    reporter: Any = None, device: str = "cpu", threads: int = 0
+                    ) -> dict[str, Any]:
+    """Train (or, with `resume`, continue) an attention encoder-decoder; validation BLEU
+    (greedy) each evaluation picks the best checkpoint. Pairs with an empty side are
+    skipped and counted in the summary."""
+    from seqtool.checkpoint import load_checkpoint
+    from seqtool.data.parallel import ParallelData
+    from seqtool.metrics import default_bleu_tokenize
+    from seqtool.models import build_model
+
+    run_dir = start_run(cfg, out, resume, threads)
+    train_src, train_tgt, skipped_train = translation_split(cfg, "train")
+    valid_src, valid_tgt, skipped_valid = translation_split(cfg, "valid")
+    init = None
+    if resume is not None:
+        loaded = load_checkpoint(run_dir / "last", expect_kind="translate", device=device)
+        src_tok, tgt_tok, model = loaded.tokenizer, loaded.tgt_tokenizer, loaded.model
+    else:
+        src_tok, tgt_tok = translation_tokenizers(cfg, train_src, train_tgt)
+        model = build_model("translate", cfg.model, (src_tok.vocab_size, tgt_tok.vocab_size))
+        init = init_embeddings_from(cfg, model, src_tok, tgt_tok)
+    train_pairs, _, dropped_train = encode_with_references(train_src, train_tgt, src_tok,
+                                                           tgt_tok)
+    valid_pairs, refs, dropped_valid = encode_with_references(valid_src, valid_tgt, src_tok,
+                                                              tgt_tok)
+    stats = {"train_pairs": len(train_pairs), "valid_pairs": len(valid_pairs),
+             "skipped_empty": {"train": skipped_train + dropped_train,
+                               "valid": skipped_valid + dropped_valid},
+             "max_src_len": max((len(s) for s, _ in train_pairs), default=0),
+             "max_tgt_len": max((len(t) for _, t in train_pairs), default=0)}
+    tokenize = cfg.data.bleu_tokenize or default_bleu_tokenize(cfg.data.tgt_lang)
+    data = TranslationData(ParallelData(train_pairs, valid_pairs, cfg.train.batch_size,
+                                        seed=cfg.train.seed), refs, tgt_tok, cfg.search,
+                           tokenize)
+    summary = run_training(cfg, model, data, run_dir, resume, reporter, device,
+                           {"tokenizer": src_tok, "tgt_tokenizer": tgt_tok}, stats)
+    summary.update(vocab_size=[src_tok.vocab_size, tgt_tok.vocab_size],
+                   bleu_tokenize=tokenize, **stats)
+    if init:
+        summary["init_embeddings"] = init
+    return summary
