@@ -142,7 +142,7 @@ def chat_cmd(model_path: Path | None, samples: int, temperature: float, top_p: f
     if session.context_notice() and context is not None:
         warn(session.context_notice())
     if sys.stdin.isatty() and not as_json:
-        from seqtool.console import chat_banner, chat_input
+        from seqtool.console.chat import chat_banner, chat_input
 
         chat_banner(str(loaded.folder), m.arch, 1 if session.single_turn else settings.context,
                     samples)
@@ -154,8 +154,8 @@ def chat_cmd(model_path: Path | None, samples: int, temperature: float, top_p: f
 def run_session(session: Any, read: Callable[[int], str]) -> None:
     """The interactive loop: read(turn) gives a line; empty lines re-prompt; Ctrl-D,
     Ctrl-C and /quit leave cleanly."""
-    from seqtool.console import (render_chat_history, render_chat_message,
-                                 render_chat_replies, warn)
+    from seqtool.console.chat import render_chat_history, render_chat_message, render_chat_replies
+    from seqtool.console import warn
 
     try:
         while True:
@@ -204,7 +204,8 @@ def _stdin_lines() -> Iterator[tuple[int, str]]:
 def chat_lines(session: Any, as_json: bool) -> None:
     """Line mode: one turn per input line, its replies (or one JSON object) on stdout,
     flushed per turn; slash commands work and answer on stderr."""
-    from seqtool.console import render_chat_history, render_chat_message, warn
+    from seqtool.console.chat import render_chat_history, render_chat_message
+    from seqtool.console import warn
 
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(encoding="utf-8")
@@ -269,7 +270,8 @@ def evaluate_chat_cmd(model_paths: tuple[Path, ...], corpus: str | None, split: 
           --model runs/chat-vhred --corpus dailydialog --split test
     """
     from seqtool.commands.evaluate import evaluate_chat
-    from seqtool.console import print_json, render_chat_eval
+    from seqtool.console import print_json
+    from seqtool.console.chat import render_chat_eval
 
     if batch_size < 1:
         raise click.BadParameter("must be at least 1", param_hint="--batch-size") from None

@@ -72,7 +72,8 @@ def lab_binary_addition(ctx: click.Context, activation: str, init: str, lr: floa
       seqtool lab binary-addition --compare --json
     """
     from seqtool.commands.lab import binary_addition
-    from seqtool.console import note, print_json, render_addition
+    from seqtool.console import note, print_json
+    from seqtool.console.lab import render_addition
 
     if compare:
         chosen = [f"--{p}" for p in ("activation", "init", "lr")
@@ -120,7 +121,8 @@ def lab_cells(hidden: int, layers: int, batch_size: int, bptt: int, seconds: flo
       seqtool lab cells --hidden 650 --seconds 0      # parameters and speed only
     """
     from seqtool.commands.lab import cells
-    from seqtool.console import note, print_json, render_cells
+    from seqtool.console import note, print_json
+    from seqtool.console.lab import render_cells
 
     result = cells(hidden=hidden, layers=layers, batch_size=batch_size, bptt=bptt,
                    seconds=seconds, corpus_dir=corpus_dir, vocab=vocab,

@@ -48,8 +48,8 @@ def train_lm_cmd(corpus: str | None, train_file: Path | None, valid_file: Path |
     """
     from seqtool.commands.train import resume_config, train_lm
     from seqtool.config import load_config
-    from seqtool.console import (RichReporter, print_init_embeddings, print_json,
-                                 stdout_console)
+    from seqtool.console import RichReporter, print_json, stdout_console
+    from seqtool.console.word2vec import print_init_embeddings
 
     if resume is not None:
         if corpus or train_file or valid_file or preset or tokenizer_dir or init_embeddings:

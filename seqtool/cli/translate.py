@@ -84,7 +84,7 @@ def train_translate_cmd(corpus: str | None, src_lang: str | None, tgt_lang: str 
         print_json(summary)
         return
     if "init_embeddings" in summary:
-        from seqtool.console import print_init_embeddings
+        from seqtool.console.word2vec import print_init_embeddings
 
         print_init_embeddings(summary["init_embeddings"])
     skipped = summary["skipped_empty"]
@@ -208,7 +208,7 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
         if as_json:
             print_json(result.to_json())
         else:
-            from seqtool.console import render_translation
+            from seqtool.console.translate import render_translation
 
             render_translation(result, show_attention)
         hyps = [result.texts[0]]
@@ -216,7 +216,7 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
         hyps = _translate_stream(loaded, search, dev, batch_size, as_json, reference is not None)
     if reference is not None:
         from seqtool.commands.translate import score_against
-        from seqtool.console import render_scores
+        from seqtool.console.translate import render_scores
 
         render_scores(score_against(hyps, reference, loaded, tgt, bleu_tokenize))
 
@@ -310,7 +310,8 @@ def evaluate_translate_cmd(model_path: Path | None, corpus: str | None, split: s
       seqtool evaluate translate --model runs/m30k --src-file t.de --ref-file t.en --json
     """
     from seqtool.commands.evaluate import evaluate_translate
-    from seqtool.console import print_json, render_scores
+    from seqtool.console import print_json
+    from seqtool.console.translate import render_scores
 
     flags = _search_flags(beam, nbest, alpha, max_len_ratio, no_repeat_ngram)
     if batch_size < 1:

@@ -72,7 +72,8 @@ def train_word2vec_cmd(corpus: str | None, train_file: Path | None, arch: str, d
     """
     from seqtool.commands.word2vec import train_word2vec
     from seqtool.config import load_config
-    from seqtool.console import Word2VecReporter, print_json, stdout_console
+    from seqtool.console.word2vec import Word2VecReporter
+    from seqtool.console import print_json, stdout_console
 
     model = {"arch": arch, "dim": dim, "window": window, "negative": negative,
              "sample": sample, "alpha": alpha}
@@ -107,7 +108,8 @@ def similar(word: str, top_k: int, model_path: Path | None, vectors_path: Path |
       seqtool similar paris --vectors vectors.txt --top-k 20 --json
     """
     from seqtool.commands.word2vec import similar as find_similar
-    from seqtool.console import print_json, render_neighbours
+    from seqtool.console import print_json
+    from seqtool.console.word2vec import render_neighbours
 
     _positive(top_k, "--top-k")
     result = find_similar(word, top_k, model_path, vectors_path)
@@ -134,7 +136,8 @@ def analogy(a: str, b: str, c: str, top_k: int, model_path: Path | None,
       seqtool analogy paris france germany --vectors vectors.txt
     """
     from seqtool.commands.word2vec import analogy as solve
-    from seqtool.console import print_json, render_neighbours
+    from seqtool.console import print_json
+    from seqtool.console.word2vec import render_neighbours
 
     _positive(top_k, "--top-k")
     result = solve(a, b, c, top_k, model_path, vectors_path)
@@ -194,7 +197,8 @@ def evaluate_word2vec_cmd(model_path: Path | None, vectors_path: Path | None,
       seqtool evaluate word2vec --vectors v.txt --wordsim ws353.tsv --analogies q.txt
     """
     from seqtool.commands.word2vec import evaluate_word2vec
-    from seqtool.console import print_json, render_word2vec_eval
+    from seqtool.console import print_json
+    from seqtool.console.word2vec import render_word2vec_eval
 
     if restrict_vocab < 0:
         raise click.BadParameter("must be >= 0", param_hint="--restrict-vocab") from None
