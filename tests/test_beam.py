@@ -14,8 +14,7 @@ from seqtool.data.parallel import pad_batch
 from seqtool.data.tokenizer import BOS, EOS, PAD, UNK
 from seqtool.decoding import decode
 from seqtool.models import build_model
-from seqtool.search import (ban_repeated_ngrams, beam_search, length_limits,
-                            length_penalty)
+from seqtool.search import ban_repeated_ngrams, beam_search, length_limits, length_penalty
 
 SRC_V, TGT_V = 20, 12
 

@@ -6,66 +6,20 @@ in the middle of a session, bad flags."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
 import random
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli_runner import Result, assert_user_error, run_cli
 
 from seqtool.checkpoint import save_checkpoint
-from seqtool.cli import main
 from seqtool.config import RunConfig
 from seqtool.data.tokenizer import WordTokenizer
 from seqtool.models import build_model
 
 KEYS = ("red", "blue", "green", "gold")
 FILLERS = ("ok", "sure", "go on", "i see")
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def run_cli(*args: str | Path, stdin: str | bytes | None = None) -> Result:
-    """`seqtool ARGS` in this process; `stdin` (text or raw bytes) as a byte stream,
-    as a pipe would give it."""
-    out, err = io.StringIO(), io.StringIO()
-    argv, old_stdin = sys.argv, sys.stdin
-    debug = os.environ.pop("SEQTOOL_DEBUG", None)
-    sys.argv = ["seqtool", *map(str, args)]
-    if stdin is not None:
-        data = stdin.encode("utf-8") if isinstance(stdin, str) else stdin
-        sys.stdin = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv, sys.stdin = argv, old_stdin
-        os.environ.pop("SEQTOOL_DEBUG", None)
-        if debug is not None:
-            os.environ["SEQTOOL_DEBUG"] = debug
-    return Result(code, out.getvalue(), err.getvalue())
-
-
-def assert_user_error(res: Result, *words: str) -> None:
-    assert res.code == 2, (res.code, res.out, res.err)
-    assert "Traceback" not in res.err
-    lines = res.err.strip().splitlines()
-    assert len([ln for ln in lines if ln.startswith("error:")]) == 1, res.err
-    assert any(ln.startswith("hint:") for ln in lines), res.err
-    for w in words:
-        assert w in res.err, f"{w!r} not in {res.err!r}"
 
 
 def dialogue_file(path: Path, n: int, seed: int) -> Path:

@@ -10,8 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from seqtool.checkpoint import (CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE, atomic_folder_write,
-                                load_checkpoint, save_checkpoint)
+from seqtool.checkpoint import (
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    WEIGHTS_FILE,
+    atomic_folder_write,
+    load_checkpoint,
+    save_checkpoint,
+)
 from seqtool.config import LMModelConfig, RunConfig, TrainConfig
 from seqtool.data.tokenizer import WordTokenizer
 from seqtool.errors import CheckpointError

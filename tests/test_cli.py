@@ -3,68 +3,20 @@ export, and every kind of bad input giving one `error:` line, a `hint:` and exit
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli_runner import assert_user_error, run_cli, run_subprocess
 
 from seqtool import __version__
-from seqtool.cli import main
 
 PATTERN = "the cat sat on the mat . a dog ran to the red ball and the cat saw it .".split()
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def run_cli(*args: str | Path) -> Result:
-    """Run `seqtool ARGS` in this process through cli.main(), as the console script does."""
-    out, err = io.StringIO(), io.StringIO()
-    argv, debug = sys.argv, os.environ.pop("SEQTOOL_DEBUG", None)
-    sys.argv = ["seqtool", *map(str, args)]
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv = argv
-        os.environ.pop("SEQTOOL_DEBUG", None)
-        if debug is not None:
-            os.environ["SEQTOOL_DEBUG"] = debug
-    return Result(code, out.getvalue(), err.getvalue())
-
-
-def run_subprocess(*args: str | Path, home: Path) -> Result:
-    env = {**os.environ, "SEQTOOL_HOME": str(home), "NO_COLOR": "1"}
-    env.pop("SEQTOOL_DEBUG", None)
-    p = subprocess.run([sys.executable, "-m", "seqtool", *map(str, args)], env=env,
-                       capture_output=True, text=True, timeout=120)
-    return Result(p.returncode, p.stdout, p.stderr)
-
-
-def assert_user_error(res: Result, *words: str) -> None:
-    assert res.code == 2, (res.code, res.err)
-    assert "Traceback" not in res.err
-    lines = res.err.strip().splitlines()
-    errors = [ln for ln in lines if ln.startswith("error:")]
-    assert len(errors) == 1, res.err
-    assert any(ln.startswith("hint:") for ln in lines), res.err
-    for w in words:
-        assert w in res.err, f"{w!r} not in {res.err!r}"
 
 
 SENTENCES = ["the cat sat on the mat", "a dog ran to the red ball", "the sun is hot",

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from seqtool.config import (MODEL_CONFIGS, RunConfig, TrainConfig, build_config,
-                            load_config, parse_override, preset_names, preset_task)
+from seqtool.config import (
+    MODEL_CONFIGS,
+    RunConfig,
+    TrainConfig,
+    build_config,
+    load_config,
+    parse_override,
+    preset_names,
+    preset_task,
+)
 from seqtool.errors import ConfigError
 from seqtool.models import build_model
 

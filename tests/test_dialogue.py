@@ -16,9 +16,18 @@ import torch
 
 from seqtool.checkpoint import load_checkpoint, save_checkpoint
 from seqtool.config import ChatModelConfig, RunConfig, load_config
-from seqtool.data.dialogue import (Dialogue, DialogueData, Example, context_batch,
-                                   encode_windows, pad_dialogue_batch, parse_eou_lines,
-                                   read_asdc, read_dailydialog, windows)
+from seqtool.data.dialogue import (
+    Dialogue,
+    DialogueData,
+    Example,
+    context_batch,
+    encode_windows,
+    pad_dialogue_batch,
+    parse_eou_lines,
+    read_asdc,
+    read_dailydialog,
+    windows,
+)
 from seqtool.data.tokenizer import BOS, EOS, PAD, UNK, WordTokenizer
 from seqtool.decoding import decode
 from seqtool.errors import ConfigError

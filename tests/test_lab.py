@@ -17,8 +17,15 @@ import pytest
 from seqtool.commands.lab import VARIANTS, binary_addition, cells, variant_name
 from seqtool.errors import DataError, InputError
 from seqtool.lab import binary_addition as ba
-from seqtool.lab.curves import (CONVERGED_LOSS, GRAD_LIMIT, OSCILLATION_STD, OUTCOMES, TAIL,
-                                TREND_DROP, classify)
+from seqtool.lab.curves import (
+    CONVERGED_LOSS,
+    GRAD_LIMIT,
+    OSCILLATION_STD,
+    OUTCOMES,
+    TAIL,
+    TREND_DROP,
+    classify,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,8 +8,14 @@ import pytest
 import torch
 
 from seqtool.config import Seq2SeqModelConfig, build_config
-from seqtool.data.parallel import (ParallelData, bucket_batches, encode_pairs, pad_batch,
-                                   read_parallel, source_batches)
+from seqtool.data.parallel import (
+    ParallelData,
+    bucket_batches,
+    encode_pairs,
+    pad_batch,
+    read_parallel,
+    source_batches,
+)
 from seqtool.data.tokenizer import BOS, EOS, PAD, WordTokenizer
 from seqtool.errors import ConfigError, DataError
 from seqtool.layers.encoder import RecurrentEncoder, flip_padded

@@ -16,8 +16,14 @@ from seqtool.cli import cli
 from seqtool.data import cache
 from seqtool.data.lm import encode_stream
 from seqtool.data.text import read_lines
-from seqtool.data.tokenizer import (EOS, SPECIALS, UNK, WordTokenizer, load_tokenizer,
-                                    train_tokenizer)
+from seqtool.data.tokenizer import (
+    EOS,
+    SPECIALS,
+    UNK,
+    WordTokenizer,
+    load_tokenizer,
+    train_tokenizer,
+)
 from seqtool.errors import ConfigError, DataError
 
 

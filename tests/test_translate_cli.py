@@ -5,22 +5,16 @@ and every kind of bad input giving one `error:` line, a `hint:` and exit code 2.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
 import shutil
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+from cli_runner import Result, assert_user_error, run_cli
 from safetensors.torch import load_file
 
-from seqtool.checkpoint import CONFIG_FILE, TGT_DIR, WEIGHTS_FILE, load_checkpoint, \
-    save_checkpoint
-from seqtool.cli import main
+from seqtool.checkpoint import CONFIG_FILE, TGT_DIR, WEIGHTS_FILE, load_checkpoint, save_checkpoint
 from seqtool.config import RunConfig, Seq2SeqModelConfig, build_config
 from seqtool.data.parallel import pad_batch
 from seqtool.data.tokenizer import WordTokenizer
@@ -28,45 +22,6 @@ from seqtool.data.toy import chars, date_pairs
 from seqtool.errors import CheckpointError
 from seqtool.metrics import bleu
 from seqtool.models import build_model
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def run_cli(*args: str | Path, stdin: str | None = None) -> Result:
-    """`seqtool ARGS` in this process through cli.main(), with `stdin` as standard input."""
-    out, err = io.StringIO(), io.StringIO()
-    argv, old_stdin = sys.argv, sys.stdin
-    debug = os.environ.pop("SEQTOOL_DEBUG", None)
-    sys.argv = ["seqtool", *map(str, args)]
-    if stdin is not None:
-        sys.stdin = io.StringIO(stdin)
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv, sys.stdin = argv, old_stdin
-        os.environ.pop("SEQTOOL_DEBUG", None)
-        if debug is not None:
-            os.environ["SEQTOOL_DEBUG"] = debug
-    return Result(code, out.getvalue(), err.getvalue())
-
-
-def assert_user_error(res: Result, *words: str) -> None:
-    assert res.code == 2, (res.code, res.out, res.err)
-    assert "Traceback" not in res.err
-    lines = res.err.strip().splitlines()
-    assert len([ln for ln in lines if ln.startswith("error:")]) == 1, res.err
-    assert any(ln.startswith("hint:") for ln in lines), res.err
-    for w in words:
-        assert w in res.err, f"{w!r} not in {res.err!r}"
 
 
 def write_side(path: Path, lines: list[str]) -> Path:

@@ -6,20 +6,14 @@ with hand-computed answers, --init-embeddings, and every kind of bad input givin
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from cli_runner import assert_user_error, run_cli, run_subprocess
 
-from seqtool.cli import main
 from seqtool.config import LMModelConfig, Seq2SeqModelConfig, Word2VecConfig
 from seqtool.data.tokenizer import WordTokenizer
 from seqtool.data.vectors import (
@@ -39,51 +33,6 @@ from seqtool.data.word2vec import (
 )
 from seqtool.errors import ConfigError, DataError, InputError
 from seqtool.models import build_model
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def run_cli(*args: str | Path) -> Result:
-    """`seqtool ARGS` in this process through cli.main(), as the console script does."""
-    out, err = io.StringIO(), io.StringIO()
-    argv, debug = sys.argv, os.environ.pop("SEQTOOL_DEBUG", None)
-    sys.argv = ["seqtool", *map(str, args)]
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv = argv
-        os.environ.pop("SEQTOOL_DEBUG", None)
-        if debug is not None:
-            os.environ["SEQTOOL_DEBUG"] = debug
-    return Result(code, out.getvalue(), err.getvalue())
-
-
-def run_subprocess(*args: str | Path, home: Path) -> Result:
-    env = {**os.environ, "SEQTOOL_HOME": str(home), "NO_COLOR": "1"}
-    env.pop("SEQTOOL_DEBUG", None)
-    p = subprocess.run([sys.executable, "-m", "seqtool", *map(str, args)], env=env,
-                       capture_output=True, text=True, timeout=120, check=False)
-    return Result(p.returncode, p.stdout, p.stderr)
-
-
-def assert_user_error(res: Result, *words: str) -> None:
-    assert res.code == 2, (res.code, res.err)
-    assert "Traceback" not in res.err
-    lines = res.err.strip().splitlines()
-    assert len([ln for ln in lines if ln.startswith("error:")]) == 1, res.err
-    assert any(ln.startswith("hint:") for ln in lines), res.err
-    for w in words:
-        assert w in res.err, f"{w!r} not in {res.err!r}"
-
 
 # --------------------------------------------------------------------------- planted text
 GROUPS = {"animal": ["cat", "dog", "cow", "pig", "hen"],
