@@ -184,6 +184,19 @@ def test_show_attention(run, data):
     assert all(tok in plain.out for tok in att["target_tokens"][:-1])
 
 
+def test_attention_png(run, data, tmp_path):
+    pytest.importorskip("matplotlib")
+    src = source_lines(data)[1]
+    png = tmp_path / "att.png"
+    res = translate(run, src, "--attention-png", png)
+    assert res.code == 0, res.err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
+    assert "attention (rows" not in res.out  # the PNG alone, no heat map in the terminal
+    assert_user_error(translate(run, src, "--attention-png", tmp_path / "no" / "a.png"),
+                      "does not exist")
+    assert_user_error(translate(run, "--attention-png", png, stdin="a\n"), "--attention-png")
+
+
 def test_shipped_model_is_picked_by_language_pair(run, data, tmp_path, monkeypatch):
     import seqtool.commands.translate as tr
 

@@ -159,13 +159,16 @@ def search_options(f: Any) -> Any:
               help="Reference translations (one per input line): print BLEU and chrF.")
 @click.option("--show-attention", is_flag=True,
               help="One sentence: show the attention as a heat map.")
+@click.option("--attention-png", type=click.Path(path_type=Path),
+              help="One sentence: save the attention matrix as a PNG (needs matplotlib).")
 @device_option
 @json_option
 def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tgt: str | None,
                   beam: int | None, nbest: int | None, alpha: float | None,
                   max_len_ratio: float | None, no_repeat_ngram: int | None,
                   bleu_tokenize: str | None, batch_size: int, reference: Path | None,
-                  show_attention: bool, device: str, as_json: bool) -> None:
+                  show_attention: bool, attention_png: Path | None, device: str,
+                  as_json: bool) -> None:
     """Translate TEXT, or the lines of stdin to stdout (one output line per input line).
 
     Lines are read and translated lazily, --batch-size at a time, and written in
@@ -182,6 +185,7 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
       cat test.de | seqtool translate --model runs/m30k > test.hyp
       seqtool translate --model runs/m30k --reference test.en < test.de > test.hyp
       seqtool translate "Zwei Hunde spielen." --model runs/m30k --show-attention
+      seqtool translate "Zwei Hunde spielen." --src de --tgt en --attention-png att.png
     """
     from seqtool.commands.translate import load_translator, search_settings
     from seqtool.console import print_json, warn
@@ -192,16 +196,22 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
     if text is None and sys.stdin.isatty():
         raise InputError("nothing to translate", 'give a sentence ("Ein Mann fährt '
                          'Fahrrad.") or pipe lines: cat FILE | seqtool translate --model X')
-    if show_attention and text is None:
-        raise ConfigError("--show-attention works on one sentence", "give TEXT instead of "
-                          "piping lines")
+    for flag, on in (("--show-attention", show_attention), ("--attention-png", attention_png)):
+        if on and text is None:
+            raise ConfigError(f"{flag} works on one sentence", "give TEXT instead of "
+                              "piping lines")
+    if attention_png is not None:
+        from seqtool.plot import check_plot_target
+
+        check_plot_target(attention_png, "--attention-png", "attention.png")
     dev = resolve_device(device)
     loaded = load_translator(model_path, src, tgt, dev)
     search = search_settings(loaded.config.search, **flags)
     if text is not None:
         from seqtool.commands.translate import translate_text
 
-        result = translate_text(loaded, text, search, dev, show_attention)
+        with_attention = show_attention or attention_png is not None
+        result = translate_text(loaded, text, search, dev, with_attention)
         _warn_translation(result, loaded, warn)
         if result.unknown:
             warn("not in the vocabulary (read as <unk>): " + ", ".join(result.unknown))
@@ -211,6 +221,12 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
             from seqtool.console.translate import render_translation
 
             render_translation(result, show_attention)
+        if attention_png is not None and result.attention:
+            from seqtool.console import note
+            from seqtool.plot import save_attention_plot
+
+            save_attention_plot(attention_png, result.attention)
+            note(f"attention saved to {attention_png}")
         hyps = [result.texts[0]]
     else:
         hyps = _translate_stream(loaded, search, dev, batch_size, as_json, reference is not None)

@@ -75,7 +75,7 @@ def binary_addition(*, activation: str = "sigmoid", init: str = "normal", lr: fl
 
     _check(hidden, steps, lr, clip, window)
     if plot is not None:
-        from seqtool.lab.plot import check_plot_target
+        from seqtool.plot import check_plot_target
 
         check_plot_target(plot)  # before minutes of training, not after
     shared = {"hidden": hidden, "steps": steps, "seed": seed, "clip": clip, "window": window}
@@ -91,7 +91,7 @@ def binary_addition(*, activation: str = "sigmoid", init: str = "normal", lr: fl
         variants.append(run_variant(name, {**settings, **shared}))
     result = {"settings": shared, "criteria": CRITERIA, "variants": variants, "plot": None}
     if plot is not None:
-        from seqtool.lab.plot import save_loss_plot
+        from seqtool.plot import save_loss_plot
 
         title = (f"binary addition, hidden {hidden}, seed {seed}"
                  + (f", clip {clip:g}" if clip else ""))

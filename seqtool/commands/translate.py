@@ -168,7 +168,7 @@ def translate_text(loaded: Any, text: str, search: Any, device: str = "cpu",
                          'Fahrrad." (or pipe lines into seqtool translate)')
     if with_attention and loaded.config.model.attention == "none":
         raise ConfigError(f"{loaded.folder} has no attention (model.attention = 'none')",
-                          "drop --show-attention, or use a model with attention")
+                          "drop --show-attention / --attention-png, or use a model with attention")
     t = translate_batch(loaded, [text], search, device, 1, with_attention)[0]
     tok = loaded.tokenizer
     t.unknown = [p for p in tok.pieces(text) if not tok.is_known(p)]

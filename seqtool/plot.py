@@ -1,4 +1,5 @@
-"""Loss curves as a PNG with matplotlib, an optional extra (pip install 'seqtool[plot]')."""
+"""PNG figures with matplotlib, an optional extra (pip install 'seqtool[plot]'): the
+lab's loss curves and a translation's attention matrix."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ from seqtool.errors import InputError
 INSTALL_HINT = "install the plotting extra: pip install 'seqtool[plot]' (or pip install matplotlib)"
 
 
-def check_plot_target(path: Path) -> None:
-    """Fail before any training if the PNG could not be written: matplotlib is
+def check_plot_target(path: Path, option: str = "--plot", example: str = "losses.png") -> None:
+    """Fail before any work if the PNG could not be written: matplotlib is
     missing, the folder does not exist, the path is a folder or not writable."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise InputError("--plot needs matplotlib, which is not installed", INSTALL_HINT) from None
-    hint = "give a file path in an existing, writable folder, e.g. --plot losses.png"
+        raise InputError(f"{option} needs matplotlib, which is not installed",
+                         INSTALL_HINT) from None
+    hint = f"give a file path in an existing, writable folder, e.g. {option} {example}"
     if path.is_dir():
         raise InputError(f"cannot write the plot: {path} is a folder", hint)
     if not path.parent.is_dir():
@@ -57,11 +59,39 @@ def save_loss_plot(path: Path, curves: dict[str, list[float | None]], window: in
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig: object, path: Path) -> None:
+    """Write the figure as PNG and close it; an OS error becomes one error line."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()  # type: ignore[attr-defined]
     try:
-        fig.savefig(path, format="png")
+        fig.savefig(path, format="png")  # type: ignore[attr-defined]
     except OSError as exc:
         raise InputError(f"cannot write the plot to {path}: {exc.strerror or exc}",
                          "give a file path in an existing, writable folder") from None
     finally:
         plt.close(fig)
+
+
+def save_attention_plot(path: Path, att: dict[str, list]) -> None:
+    """The attention matrix of one translation: source tokens on the x axis, target
+    tokens on the y axis, weights as grey levels (darker = more attention)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    src, tgt, weights = att["source_tokens"], att["target_tokens"], att["weights"]
+    width = min(20.0, 2.0 + 0.45 * len(src))
+    height = min(20.0, 1.5 + 0.4 * len(tgt))
+    fig, ax = plt.subplots(figsize=(width, height), dpi=120)
+    image = ax.imshow(weights, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(src)), labels=src, rotation=60, ha="right")
+    ax.set_yticks(range(len(tgt)), labels=tgt)
+    ax.set_xlabel("source")
+    ax.set_ylabel("translation")
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="attention weight")
+    _save(fig, path)
