@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from seqtool.config import Seq2SeqModelConfig, build_config
+from seqtool.data.buckets import bucket_batches
 from seqtool.data.parallel import (
     ParallelData,
-    bucket_batches,
     encode_pairs,
     pad_batch,
     read_parallel,

@@ -37,6 +37,40 @@ model_option = click.option("--model", "model_path", type=click.Path(path_type=P
                             help="Checkpoint or run folder (default: the shipped model).")
 
 
+def options(*decorators: Any) -> Any:
+    """Apply click options in the order given (as if stacked top to bottom)."""
+    def wrap(f: Any) -> Any:
+        for opt in reversed(decorators):
+            f = opt(f)
+        return f
+    return wrap
+
+
+def set_option(example: str) -> Any:
+    return click.option("--set", "overrides", multiple=True, metavar="TABLE.KEY=VALUE",
+                        help=f"Override one config key, e.g. --set {example} (repeatable).")
+
+
+def out_option(task: str, what: str = "Run folder") -> Any:
+    return click.option("--out", type=click.Path(path_type=Path),
+                        help=f"{what} (default runs/{task}-...).")
+
+
+def run_options(task: str, set_example: str) -> Any:
+    """What every model-training command shares: --set, --out, --resume, --threads,
+    --device and --json (in that order in --help)."""
+    return options(
+        set_option(set_example),
+        out_option(task),
+        click.option("--resume", type=click.Path(path_type=Path),
+                     help="Continue the run in this folder exactly where it stopped."),
+        click.option("--threads", type=int, default=0,
+                     help="CPU threads (0 = torch's default)."),
+        device_option,
+        json_option,
+    )
+
+
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, "--version", prog_name="seqtool")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from seqtool.cli.app import (CONTEXT, cli, device_option, evaluate, interrupt_on_signals,
-                             json_option, resolve_device, train)
+                             json_option, resolve_device, run_options, train)
 from seqtool.errors import ConfigError, DataError
 
 ARCHS = ("seq2seq", "hred", "vhred")
@@ -31,14 +31,7 @@ MAX_SAMPLES = 10  # as seqtool.commands.chat.MAX_SAMPLES (imported lazily there)
                    "default with --corpus dailydialog: chat-dailydialog-<model>.")
 @click.option("--tokenizer", "tokenizer_dir", type=click.Path(path_type=Path),
               help="Tokenizer folder (default: train one on the training dialogues).")
-@click.option("--set", "overrides", multiple=True, metavar="TABLE.KEY=VALUE",
-              help="Override one config key, e.g. --set model.kl_anneal=cyclical (repeatable).")
-@click.option("--out", type=click.Path(path_type=Path), help="Run folder (default runs/chat-...).")
-@click.option("--resume", type=click.Path(path_type=Path),
-              help="Continue the run in this folder exactly where it stopped.")
-@click.option("--threads", type=int, default=0, help="CPU threads (0 = torch's default).")
-@device_option
-@json_option
+@run_options("chat", "model.kl_anneal=cyclical")
 def train_chat_cmd(arch: str | None, corpus: str | None, train_file: Path | None,
                    valid_file: Path | None, preset: str | None, tokenizer_dir: Path | None,
                    overrides: tuple[str, ...], out: Path | None, resume: Path | None,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from seqtool.cli.app import (cli, CONTEXT, device_option, evaluate, interrupt_on_signals,
-                            json_option, model_option, resolve_device, train)
+from seqtool.cli.app import (CONTEXT, cli, device_option, evaluate, interrupt_on_signals,
+                             json_option, model_option, resolve_device, run_options, train)
 from seqtool.errors import ConfigError
 
 
@@ -18,16 +18,9 @@ from seqtool.errors import ConfigError
 @click.option("--config", "preset", help="Preset name (lm-wikitext2, lm-ptb, lm-tiny) or TOML file.")
 @click.option("--tokenizer", "tokenizer_dir", type=click.Path(path_type=Path),
               help="Tokenizer folder from `seqtool tokenizer train` (default: train one).")
-@click.option("--set", "overrides", multiple=True, metavar="TABLE.KEY=VALUE",
-              help="Override one config key, e.g. --set train.lr=1e-3 (repeatable).")
-@click.option("--out", type=click.Path(path_type=Path), help="Run folder (default runs/lm-...).")
-@click.option("--resume", type=click.Path(path_type=Path),
-              help="Continue the run in this folder exactly where it stopped.")
 @click.option("--init-embeddings", type=click.Path(path_type=Path),
               help="Start the input embeddings from word2vec text vectors (export-vectors).")
-@click.option("--threads", type=int, default=0, help="CPU threads (0 = torch's default).")
-@device_option
-@json_option
+@run_options("lm", "train.lr=1e-3")
 def train_lm_cmd(corpus: str | None, train_file: Path | None, valid_file: Path | None,
                  preset: str | None, tokenizer_dir: Path | None, overrides: tuple[str, ...],
                  out: Path | None,

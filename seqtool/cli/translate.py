@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from seqtool.cli.app import (cli, CONTEXT, device_option, evaluate, interrupt_on_signals,
-                            json_option, resolve_device, train)
+from seqtool.cli.app import (CONTEXT, cli, device_option, evaluate, interrupt_on_signals,
+                             json_option, resolve_device, run_options, train)
 from seqtool.errors import ConfigError, DataError, InputError
 
 
@@ -28,17 +28,9 @@ from seqtool.errors import ConfigError, DataError, InputError
                    "translate-tiny) or TOML file.")
 @click.option("--tokenizer", "tokenizer_dir", type=click.Path(path_type=Path),
               help="Tokenizer folder (its tgt/ subfolder, if any, for the target side).")
-@click.option("--set", "overrides", multiple=True, metavar="TABLE.KEY=VALUE",
-              help="Override one config key, e.g. --set model.dropout=0.2 (repeatable).")
-@click.option("--out", type=click.Path(path_type=Path),
-              help="Run folder (default runs/translate-...).")
-@click.option("--resume", type=click.Path(path_type=Path),
-              help="Continue the run in this folder exactly where it stopped.")
 @click.option("--init-embeddings", type=click.Path(path_type=Path),
               help="Start source and target embeddings from word2vec text vectors.")
-@click.option("--threads", type=int, default=0, help="CPU threads (0 = torch's default).")
-@device_option
-@json_option
+@run_options("translate", "model.dropout=0.2")
 def train_translate_cmd(corpus: str | None, src_lang: str | None, tgt_lang: str | None,
                         train_src: Path | None, train_tgt: Path | None, valid_src: Path | None,
                         valid_tgt: Path | None, preset: str | None, tokenizer_dir: Path | None,

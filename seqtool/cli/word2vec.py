@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from seqtool.cli.app import CONTEXT, cli, evaluate, interrupt_on_signals, json_option, train
+from seqtool.cli.app import (CONTEXT, cli, evaluate, interrupt_on_signals, json_option,
+                             out_option, set_option, train)
 
 vectors_options = [
     click.option("--model", "model_path", type=click.Path(path_type=Path),
@@ -46,10 +47,8 @@ def _positive(value: int, flag: str) -> None:
 @click.option("--epochs", type=int, default=5, show_default=True, help="Passes over the text.")
 @click.option("--alpha", type=float, default=None,
               help="Starting learning rate [default: 0.025 skip-gram, 0.05 CBOW].")
-@click.option("--set", "overrides", multiple=True, metavar="TABLE.KEY=VALUE",
-              help="Override one config key, e.g. --set tokenizer.lowercase=true.")
-@click.option("--out", type=click.Path(path_type=Path),
-              help="Checkpoint folder (default runs/word2vec-...).")
+@set_option("tokenizer.lowercase=true")
+@out_option("word2vec", "Checkpoint folder")
 @click.option("--threads", type=int, default=0,
               help="Worker threads, lock-free as in word2vec (0 = one per core, at most 8; "
                    "1 = reproducible).")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from seqtool.commands.train import DataWithMetrics
 from seqtool.errors import CheckpointError, ConfigError
 
 DEFAULT_CHAT = "chat-dailydialog"  # the shipped model: checkpoints/chat-dailydialog/
@@ -74,23 +75,9 @@ def bleu_tokenize_for(cfg: Any, corpus: str | None) -> str:
     return cfg.data.bleu_tokenize or default_bleu_tokenize(DIALOGUE_LANGS.get(corpus or ""))
 
 
-class ChatData:
+class ChatData(DataWithMetrics):
     """DialogueData for the Trainer, plus the validation KL per reply of a VHRED model
     (the `extra_metrics` hook; encoders only, no decoding)."""
-
-    def __init__(self, data: Any) -> None:
-        self.data = data
-        self.metric = data.metric
-        self.higher_is_better = data.higher_is_better
-
-    def steps_per_epoch(self) -> int:
-        return self.data.steps_per_epoch()
-
-    def train_batches(self, epoch: int) -> Any:
-        return self.data.train_batches(epoch)
-
-    def valid_batches(self) -> Any:
-        return self.data.valid_batches()
 
     def extra_metrics(self, model: Any, device: Any) -> dict[str, float]:
         from seqtool.training import to_device

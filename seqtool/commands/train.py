@@ -225,3 +225,26 @@ def train_lm(cfg: RunConfig, out: Path | None = None, resume: Path | None = None
     if init:
         summary["init_embeddings"] = init
     return summary
+
+
+class DataWithMetrics:
+    """Wraps a dataset for the Trainer and adds validation metrics beyond the loss
+    (the `extra_metrics` hook): subclasses override extra_metrics, and may set
+    metric / higher_is_better to select checkpoints by one of them."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+        self.metric = getattr(type(self), "metric", data.metric)
+        self.higher_is_better = getattr(type(self), "higher_is_better", data.higher_is_better)
+
+    def steps_per_epoch(self) -> int:
+        return self.data.steps_per_epoch()
+
+    def train_batches(self, epoch: int) -> Any:
+        return self.data.train_batches(epoch)
+
+    def valid_batches(self) -> Any:
+        return self.data.valid_batches()
+
+    def extra_metrics(self, model: Any, device: Any) -> dict[str, float]:
+        return {}

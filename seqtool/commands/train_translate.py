@@ -7,7 +7,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from seqtool.commands.train import init_embeddings_from, run_training, start_run
+from seqtool.commands.train import (DataWithMetrics, init_embeddings_from, run_training,
+                                    start_run)
 from seqtool.config import RunConfig
 from seqtool.errors import ConfigError
 
@@ -69,7 +70,7 @@ def encode_with_references(src_lines: list[str], tgt_lines: list[str], src_tok: 
     return pairs, refs, len(src_lines) - len(pairs)
 
 
-class TranslationData:
+class TranslationData(DataWithMetrics):
     """ParallelData for the Trainer, plus the BLEU of greedy decoding of the validation
     set (the Trainer's `extra_metrics` hook): the best checkpoint is the one with the
     highest validation BLEU, and early stopping and the plateau schedule follow it."""
@@ -79,20 +80,11 @@ class TranslationData:
 
     def __init__(self, data: Any, references: list[str], tgt_tok: Any, search: Any,
                  tokenize: str) -> None:
-        self.data = data
+        super().__init__(data)
         self.references = references
         self.tgt_tok = tgt_tok
         self.search = dataclasses.replace(search, beam_size=1, n_best=1)  # greedy
         self.tokenize = tokenize
-
-    def steps_per_epoch(self) -> int:
-        return self.data.steps_per_epoch()
-
-    def train_batches(self, epoch: int) -> Any:
-        return self.data.train_batches(epoch)
-
-    def valid_batches(self) -> Any:
-        return self.data.valid_batches()
 
     def extra_metrics(self, model: Any, device: Any) -> dict[str, float]:
         from seqtool.commands.translate import translate_ids

@@ -23,16 +23,15 @@ utterance keeps its last `max_len` tokens, a reply its first `max_len`.
 from __future__ import annotations
 
 import json
-import math
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from seqtool.data.parallel import bucket_batches
+from seqtool.data.buckets import BucketedData
 from seqtool.data.tokenizer import EOS, PAD, UNK, Tokenizer
 from seqtool.errors import CorpusError, DataError
 
@@ -212,36 +211,23 @@ def context_batch(context: list[list[int]], rows: int = 1) -> dict[str, Tensor]:
     return batch
 
 
-@dataclass
-class DialogueData:
+class DialogueData(BucketedData[Example]):
     """Training and validation windows with the Trainer's data interface."""
 
-    train: list[Example]
-    valid: list[Example]
-    batch_size: int
-    seed: int = 1234
-    pool_batches: int = 100
-    eval_batch_size: int = 0  # 0 = batch_size
-    metric: str = "valid_ppl"
-    higher_is_better: bool = False
-    _lengths: list[tuple[int, int]] = field(default_factory=list, init=False, repr=False)
+    empty_error = ("no training or no validation replies",
+                   "each dialogue needs at least two utterances")
 
-    def __post_init__(self) -> None:
-        if not self.train or not self.valid:
-            raise DataError("no training or no validation replies",
-                            "each dialogue needs at least two utterances")
-        self._lengths = [(len(e.reply), sum(map(len, e.context))) for e in self.train]
+    @staticmethod
+    def lengths(e: Example) -> tuple[int, int]:
+        return len(e.reply), sum(map(len, e.context))
 
-    def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.train) / self.batch_size)
+    @staticmethod
+    def pad(examples: Sequence[Example]) -> dict[str, Tensor]:
+        return pad_dialogue_batch(examples)
 
-    def train_batches(self, epoch: int) -> Iterator[dict[str, Tensor]]:
-        for idx in bucket_batches(self._lengths, self.batch_size, self.seed, epoch,
-                                  self.pool_batches):
-            yield pad_dialogue_batch([self.train[i] for i in idx])
-
-    def valid_batches(self) -> Iterator[dict[str, Tensor]]:
-        return batches_in_order(self.valid, self.eval_batch_size or self.batch_size)
+    @staticmethod
+    def ordered(examples: Sequence[Example], batch_size: int) -> Iterator[dict[str, Tensor]]:
+        return batches_in_order(examples, batch_size)
 
 
 def batches_in_order(examples: Sequence[Example], batch_size: int

@@ -5,24 +5,18 @@ Batches (PAD = 0; see models/seq2seq.py):
     src (S, B), src_len (B,), src_mask (S, B) True on real tokens,
     tgt (T, B) target ids + EOS, tgt_len (B,) (EOS counted).
 
-Bucketing (as OpenNMT-py's pools): each epoch the pairs are shuffled, cut into
-pools of `pool_batches` batches, sorted by length inside a pool (little
-padding), cut into batches, and the batches are shuffled. Everything comes
-from one generator seeded with (seed, epoch), so an epoch's batches are the
-same every time it is built and a resumed run sees exactly the batches it
-would have seen.
+Training batches are bucketed by length (data/buckets.py).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from seqtool.data.buckets import BucketedData
 from seqtool.data.text import read_lines
 from seqtool.data.tokenizer import EOS, PAD, Tokenizer
 from seqtool.errors import DataError
@@ -74,55 +68,26 @@ def pad_batch(pairs: Sequence[Pair]) -> dict[str, Tensor]:
             "tgt_len": torch.tensor([len(t) + 1 for _, t in pairs])}
 
 
-def bucket_batches(lengths: Sequence[tuple[int, int]], batch_size: int, seed: int, epoch: int,
-                   pool_batches: int = 100) -> list[list[int]]:
-    """Index lists of one epoch's batches: shuffled pools sorted by (source, target)
-    length, batches in shuffled order. Deterministic for a given seed and epoch;
-    only the last pool can hold a batch smaller than batch_size."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    perm = torch.randperm(len(lengths), generator=g).tolist()
-    pool = batch_size * pool_batches
-    batches = []
-    for i in range(0, len(perm), pool):
-        chunk = sorted(perm[i: i + pool], key=lambda j: lengths[j])
-        batches += [chunk[k: k + batch_size] for k in range(0, len(chunk), batch_size)]
-    order = torch.randperm(len(batches), generator=g).tolist()
-    return [batches[o] for o in order]
-
-
-@dataclass
-class ParallelData:
+class ParallelData(BucketedData[Pair]):
     """Training and validation pairs with the Trainer's data interface."""
 
-    train: list[Pair]
-    valid: list[Pair]
-    batch_size: int
-    seed: int = 1234
-    pool_batches: int = 100
-    eval_batch_size: int = 0  # 0 = batch_size
-    metric: str = "valid_ppl"
-    higher_is_better: bool = False
+    empty_error = ("no training or no validation sentence pairs", "check the parallel files")
 
-    def __post_init__(self) -> None:
-        if not self.train or not self.valid:
-            raise DataError("no training or no validation sentence pairs",
-                            "check the parallel files")
-        self._lengths = [(len(s), len(t)) for s, t in self.train]
+    @staticmethod
+    def lengths(pair: Pair) -> tuple[int, int]:
+        return len(pair[0]), len(pair[1])
 
-    def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.train) / self.batch_size)
+    @staticmethod
+    def pad(pairs: Sequence[Pair]) -> dict[str, Tensor]:
+        return pad_batch(pairs)
+
+    @staticmethod
+    def ordered(pairs: Sequence[Pair], batch_size: int) -> Iterator[dict[str, Tensor]]:
+        return batches_in_order(pairs, batch_size)
 
     def tokens_per_epoch(self) -> int:
         """Target tokens predicted per epoch (EOS included)."""
         return sum(t + 1 for _, t in self._lengths)
-
-    def train_batches(self, epoch: int) -> Iterator[dict[str, Tensor]]:
-        for idx in bucket_batches(self._lengths, self.batch_size, self.seed, epoch,
-                                  self.pool_batches):
-            yield pad_batch([self.train[i] for i in idx])
-
-    def valid_batches(self) -> Iterator[dict[str, Tensor]]:
-        return batches_in_order(self.valid, self.eval_batch_size or self.batch_size)
 
 
 def batches_in_order(pairs: Sequence[Pair], batch_size: int) -> Iterator[dict[str, Tensor]]:

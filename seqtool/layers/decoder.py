@@ -49,6 +49,19 @@ _CELLS = {"GRU": torch.gru_cell, "RNN_TANH": torch.rnn_tanh_cell,
           "RNN_RELU": torch.rnn_relu_cell}
 
 
+def output_layer(size: int, embedding: nn.Embedding, tie: bool) -> tuple[nn.Module, nn.Linear]:
+    """(proj, out): decoder outputs of `size` -> vocabulary logits. Tied: the output
+    weight is the embedding matrix, reached through a projection to the embedding
+    size when the sizes differ; untied: one Linear (no bias, as Joey NMT)."""
+    vocab, emb_dim = embedding.num_embeddings, embedding.embedding_dim
+    proj = (nn.Linear(size, emb_dim, bias=False) if tie and size != emb_dim
+            else nn.Identity())
+    out = nn.Linear(emb_dim if tie else size, vocab, bias=False)
+    if tie:
+        out.weight = embedding.weight
+    return proj, out
+
+
 def rnn_step(rnn: nn.RNNBase, x: Tensor, hidden: Any) -> tuple[Tensor, Any]:
     """One time step of a stacked torch RNN with its own weights: x (B, I) ->
     output (B, H) and the new hidden ((L, B, H), or a pair for an LSTM)."""

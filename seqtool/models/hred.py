@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from seqtool.config import ChatModelConfig
 from seqtool.data.tokenizer import BOS, PAD
 from seqtool.errors import ConfigError
-from seqtool.layers.decoder import STATE_BATCH_DIM, RecurrentDecoder
+from seqtool.layers.decoder import STATE_BATCH_DIM, RecurrentDecoder, output_layer
 from seqtool.layers.encoder import Encoded, RecurrentEncoder
 from seqtool.layers.rnn import make_rnn
 from seqtool.models.base import LossResult, reorder_nested
@@ -68,13 +68,8 @@ class HRED(nn.Module):
         self.decoder = RecurrentDecoder(cfg.cell, cfg.emb_dim, cfg.dec_hidden, cfg.dec_layers,
                                         size, cfg.attention, cfg.input_feeding, "linear",
                                         True, cfg.dropout)
-        out = self.decoder.output_size
-        tie = cfg.tie_embeddings
-        self.proj = (nn.Linear(out, cfg.emb_dim, bias=False) if tie and out != cfg.emb_dim
-                     else nn.Identity())
-        self.out = nn.Linear(cfg.emb_dim if tie else out, vocab_size, bias=False)
-        if tie:
-            self.out.weight = self.embed.weight
+        self.proj, self.out = output_layer(self.decoder.output_size, self.embed,
+                                           cfg.tie_embeddings)
 
     @property
     def context_turns(self) -> int:

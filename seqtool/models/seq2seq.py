@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from seqtool.config import Seq2SeqModelConfig
 from seqtool.data.tokenizer import BOS, PAD
 from seqtool.errors import ConfigError
-from seqtool.layers.decoder import STATE_BATCH_DIM, RecurrentDecoder
+from seqtool.layers.decoder import STATE_BATCH_DIM, RecurrentDecoder, output_layer
 from seqtool.layers.encoder import RecurrentEncoder, flip_padded
 from seqtool.models.base import LossResult, reorder_nested
 
@@ -64,13 +64,8 @@ class Seq2Seq(nn.Module):
         self.decoder = RecurrentDecoder(cfg.cell, cfg.emb_dim, cfg.dec_hidden, cfg.dec_layers,
                                         self.encoder.output_size, cfg.attention,
                                         cfg.input_feeding, cfg.bridge, cfg.peeky, cfg.dropout)
-        size = self.decoder.output_size
-        tie = cfg.tie_target_embeddings
-        self.proj = (nn.Linear(size, cfg.emb_dim, bias=False) if tie and size != cfg.emb_dim
-                     else nn.Identity())
-        self.out = nn.Linear(cfg.emb_dim if tie else size, tgt_vocab, bias=False)
-        if tie:
-            self.out.weight = self.tgt_embed.weight
+        self.proj, self.out = output_layer(self.decoder.output_size, self.tgt_embed,
+                                           cfg.tie_target_embeddings)
 
     # --- shared pieces -----------------------------------------------------------
     def encode(self, batch: dict[str, Tensor]) -> dict[str, Any]:
