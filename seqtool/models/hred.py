@@ -128,15 +128,21 @@ class HRED(nn.Module):
         """BOS followed by tgt[:-1] (T, B); VHRED replaces some with <unk> in training."""
         return torch.cat([torch.full_like(tgt[:1], BOS), tgt[:-1]])
 
+    def forced_outputs(self, state: dict[str, Any], tgt: Tensor) -> Tensor:
+        """Teacher forcing from a start state: tgt (T, B) -> decoder outputs (T, B, D)."""
+        return self.decoder(self.drop(self.embed(self.decoder_input(tgt))), state)
+
     def forced_logits(self, state: dict[str, Any], tgt: Tensor) -> Tensor:
-        """Teacher forcing from a start state: tgt (T, B) -> logits (T, B, V)."""
-        out = self.decoder(self.drop(self.embed(self.decoder_input(tgt))), state)  # (T, B, D)
-        return self.logits(out)
+        """tgt (T, B) -> logits (T, B, V) under teacher forcing."""
+        return self.logits(self.forced_outputs(state, tgt))
 
     def reply_nll(self, state: dict[str, Any], tgt: Tensor) -> Tensor:
-        logits = self.forced_logits(state, tgt).flatten(0, 1).float()  # (T*B, V)
-        return nn.functional.cross_entropy(logits, tgt.reshape(-1), ignore_index=PAD,
-                                           reduction="sum")
+        """The summed NLL of tgt (T, B) under teacher forcing. The output layer (the
+        largest matmul) runs on the real tokens only, not the padding."""
+        out = self.forced_outputs(state, tgt)  # (T, B, D)
+        real = tgt != PAD
+        logits = self.logits(out[real]).float()  # (N, V)
+        return nn.functional.cross_entropy(logits, tgt[real], reduction="sum")
 
     # --- training ---------------------------------------------------------------------
     def loss(self, batch: dict[str, Tensor], carry: Any = None) -> LossResult:

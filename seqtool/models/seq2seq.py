@@ -94,11 +94,12 @@ class Seq2Seq(nn.Module):
         tgt = batch["tgt"]  # (T, B)
         tgt_in = torch.cat([torch.full_like(tgt[:1], BOS), tgt[:-1]])  # (T, B)
         out = self.decoder(self.drop(self.tgt_embed(tgt_in)), state)  # (T, B, D)
-        logits = self.logits(out).flatten(0, 1).float()  # (T*B, V)
+        real = tgt != PAD  # the output layer (the largest matmul) skips the padding
+        logits = self.logits(out[real]).float()  # (N, V)
         smoothing = self.cfg.label_smoothing if self.training else 0.0
-        loss = nn.functional.cross_entropy(logits, tgt.reshape(-1), ignore_index=PAD,
-                                           reduction="sum", label_smoothing=smoothing)
-        return LossResult(loss, int((tgt != PAD).sum()))
+        loss = nn.functional.cross_entropy(logits, tgt[real], reduction="sum",
+                                           label_smoothing=smoothing)
+        return LossResult(loss, int(real.sum()))
 
     # --- step protocol ---------------------------------------------------------------
     def start(self, batch: dict[str, Tensor]) -> tuple[dict[str, Any], Tensor]:
