@@ -1,0 +1,167 @@
+"""seqtool vs Joey NMT and OpenNMT-py on Multi30k de->en, in one run: training
+target tokens/s, beam-5 (and greedy) sentences/s and BLEU of the same model.
+
+The model is the peers' benchmark model (../shared/peers/NOTES.md): word-level
+vocabularies (min freq 2), embeddings 128, bi-GRU 128 per direction, GRU
+decoder 256, Bahdanau attention, input feeding, no bridge layer, no dropout,
+Adam 1e-3, clip 5, 64 sentences per batch; seqtool's `translate-multi30k-peer`
+preset. All three train on the same pre-tokenized files (made by the peers'
+make_data.py), for --steps steps, with 2 threads, one tool at a time, and
+translate the 1,000 test_2016_flickr sentences in batches of 64 (max 100
+tokens out, beam 5 without length penalty, seqtool's length ratio off). BLEU is sacrebleu with
+tokenize=none on the tokenized text, as the peers' eval_bleu.py.
+
+Figures, as defined in NOTES.md:
+  tok/s      the median of each tool's own periodic report of target tokens per
+             second (EOS included), the first window dropped;
+  sent/s     1,000 / the decoding time with the model already loaded.
+
+Usage (repository root, project venv, idle machine):
+  .venv/bin/python bench/translate_vs_peers.py [--steps 400] [--precision fp32 bf16]
+      [--peers joey onmt] [--peers-dir /tmp/peers] [--quick]
+The peers' virtual environments come from ../shared/peers/setup.sh (run it
+first: bash ../shared/peers/setup.sh all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PEERS = ROOT.parent / "shared" / "peers"
+CORPUS = ROOT.parent / "shared" / "corpora" / "multi30k"
+
+
+def make_data(data: Path) -> None:
+    if (data / "test.tgt").exists():
+        return
+    subprocess.run([sys.executable, str(PEERS / "make_data.py"), str(data), "--multi30k",
+                    str(CORPUS)], check=True)
+
+
+def run_peer(peer: str, data: Path, out: Path, steps: int, peers_dir: Path) -> dict:
+    env = {**os.environ, "STEPS": str(steps), "MIN_FREQ": "2", "THREADS": "2",
+           "PEERS_DIR": str(peers_dir), "IDLE_WAIT_MAX": "60"}
+    t0 = time.perf_counter()
+    subprocess.run(["bash", str(PEERS / f"run_{peer}.sh"), str(data), str(out)], env=env,
+                   check=True, stdout=subprocess.DEVNULL)
+    res = json.loads((out / "result.json").read_text())
+    res["bench_wall_s"] = round(time.perf_counter() - t0, 1)
+    return res
+
+
+class Capture:
+    """A Trainer reporter that keeps the periodic tokens/s reports."""
+
+    def __init__(self) -> None:
+        self.tok_s: list[float] = []
+
+    def on_start(self, info: dict) -> None: pass
+    def on_eval(self, metrics: dict) -> None: pass
+    def on_end(self, summary: dict) -> None: pass
+
+    def on_step(self, stats: dict) -> None:
+        self.tok_s.append(stats["tokens_per_s"])
+
+
+def run_seqtool(data: Path, out: Path, steps: int, precision: str) -> dict:
+    import torch
+
+    from seqtool.commands.train_translate import train_translate
+    from seqtool.commands.translate import load_translator, search_settings, translate_lines
+    from seqtool.config import load_config
+
+    files = {"train_src": data / "train.src", "train_tgt": data / "train.tgt",
+             "valid_src": data / "dev.src", "valid_tgt": data / "dev.tgt"}
+    cfg = load_config("translate", "translate-multi30k-peer", (
+        f"train.max_steps={steps}", f"train.precision={precision}", "train.log_every=50",
+        "data.bleu_tokenize=none", "tokenizer.lowercase=false"),
+        {"data": {"corpus": "", **{k: str(v) for k, v in files.items()}}})
+    capture = Capture()
+    t0 = time.perf_counter()
+    summary = train_translate(cfg, out, None, capture, "cpu", 2)
+    train_wall = time.perf_counter() - t0
+    torch.set_num_threads(2)
+    loaded = load_translator(out / "last", None, None, "cpu")
+    src = (data / "test.src").read_text("utf-8").splitlines()
+    res = {"tool": f"seqtool ({precision})",
+           "params": sum(p.numel() for p in loaded.model.parameters()),
+           "vocab": [len(loaded.tokenizer), len(loaded.tgt_tokenizer)],
+           "steps": summary["steps"],
+           "tool_tok_s": round(statistics.median(capture.tok_s[1:] or capture.tok_s)),
+           "train_wall_s": round(train_wall, 1)}
+    for mode, beam in (("greedy", 1), ("beam5", 5)):
+        # as the peers: no length penalty, and only the hard cap of 100 output tokens
+        # (a ratio of 100 x the source length never binds first)
+        search = search_settings(loaded.config.search, beam=beam, nbest=1, alpha=0.0,
+                                 max_len_ratio=100.0, no_repeat_ngram=0)
+        t0 = time.perf_counter()
+        hyps = [t.texts[0] for t in translate_lines(loaded, src, search, "cpu", 64)]
+        gen = time.perf_counter() - t0
+        hyp_file = out / f"test.{mode}.hyp"
+        hyp_file.write_text("".join(h + "\n" for h in hyps), "utf-8")
+        score = json.loads(subprocess.check_output(
+            [sys.executable, str(PEERS / "eval_bleu.py"), str(data / "test.tgt"), str(hyp_file)]))
+        res[mode] = {"gen_s": round(gen, 2), "sent_s": round(len(src) / gen, 1),
+                     "bleu": score["bleu"], "chrf": score["chrf"]}
+    return res
+
+
+def row(r: dict) -> str:
+    g, b = r["greedy"], r["beam5"]
+    return (f"| {r['tool']} | {r['params']:,} | {r['tool_tok_s']:,} | {g['sent_s']:,} | "
+            f"{b['sent_s']:,} | {g['bleu']} / {b['bleu']} | {g['chrf']} / {b['chrf']} |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--precision", nargs="+", default=["fp32", "bf16"])
+    p.add_argument("--peers", nargs="*", default=["joey", "onmt"])
+    p.add_argument("--peers-dir", type=Path, default=Path("/tmp/peers"))
+    p.add_argument("--work", type=Path, default=Path("/tmp/seqtool-bench-translate"))
+    p.add_argument("--quick", action="store_true", help="20 steps, seqtool fp32 only")
+    a = p.parse_args()
+    if a.quick:
+        a.steps, a.precision, a.peers = 20, ["fp32"], []
+    data = a.work / "data"
+    make_data(data)
+    results = []
+    for peer in a.peers:
+        print(f"== {peer}", flush=True)
+        r = run_peer(peer, data, a.work / peer, a.steps, a.peers_dir)
+        r["tool"] = {"joey": "Joey NMT 2.3.0", "onmt": "OpenNMT-py 3.5.1"}[peer]
+        results.append(r)
+    for prec in a.precision:
+        print(f"== seqtool {prec}", flush=True)
+        out = a.work / f"seqtool-{prec}"
+        subprocess.run(["rm", "-rf", str(out)], check=True)
+        results.append(run_seqtool(data, out, a.steps, prec))
+    lines = ["| tool | params | train tok/s | greedy sent/s | beam-5 sent/s | BLEU greedy / beam5 "
+             "| chrF greedy / beam5 |", "|---|---|---|---|---|---|---|"]
+    lines += [row(r) for r in results]
+    peers = [r for r in results if not r["tool"].startswith("seqtool")]
+    if peers:
+        fast_train = max(r["tool_tok_s"] for r in peers)
+        fast_beam = max(r["beam5"]["sent_s"] for r in peers)
+        lines.append("")
+        for r in results:
+            if r["tool"].startswith("seqtool"):
+                lines.append(f"{r['tool']}: training {r['tool_tok_s'] / fast_train:.2f}x the "
+                             f"faster peer, beam-5 {r['beam5']['sent_s'] / fast_beam:.2f}x")
+    print("\n".join(lines))
+    name = "translate_vs_peers_quick.json" if a.quick else "translate_vs_peers.json"
+    out = ROOT / "bench" / "results" / name
+    out.write_text(json.dumps({"steps": a.steps, "results": results, "table": lines}, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
