@@ -1,4 +1,4 @@
-"""Layers: exact adaptive softmax / embedding, the peephole LSTM, make_rnn."""
+"""Layers: exact adaptive softmax / embedding, the peephole LSTM, make_rnn, fast tanh."""
 
 from __future__ import annotations
 
@@ -200,3 +200,15 @@ def test_make_rnn_every_cell(cell):
 def test_make_rnn_unknown_cell():
     with pytest.raises(ValueError, match="unknown cell 'lsmt'.*lstm"):
         make_rnn("lsmt", 5, 8)
+
+
+def test_fast_tanh_equals_tanh_in_value_and_gradient():
+    from seqtool.layers.attention import fast_tanh
+
+    x = torch.linspace(-12, 12, 401, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(fast_tanh(x), torch.tanh(x), atol=1e-12, rtol=0)
+    assert torch.autograd.gradcheck(fast_tanh, (x[::40].detach().clone().requires_grad_(),))
+    g = torch.randn(401, dtype=torch.float64)
+    (ours,) = torch.autograd.grad(fast_tanh(x), x, g)
+    (ref,) = torch.autograd.grad(torch.tanh(x), x, g)
+    torch.testing.assert_close(ours, ref)
