@@ -37,6 +37,9 @@ class DataConfig:
     train_file: str = _opt("", "plain text training file (instead of --corpus)")
     valid_file: str = _opt("", "plain text validation file")
     test_file: str = _opt("", "plain text test file")
+    hf_dataset: str = _opt("", "language models: a Hugging Face dataset, NAME[:CONFIG] "
+                           "(downloaded when online)")
+    hf_text_column: str = _opt("text", "language models: the hf_dataset column with the text")
     # translation: a parallel corpus's two languages, or line-aligned plain files
     src_lang: str = _opt("", "translation: source language code of --corpus (e.g. de)")
     tgt_lang: str = _opt("", "translation: target language code of --corpus (e.g. en)")

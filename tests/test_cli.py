@@ -359,3 +359,47 @@ def test_debug_shows_traceback(tmp_path):
     p = subprocess.run([sys.executable, "-m", "seqtool", "info", str(tmp_path / "nope")],
                        env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "Traceback" in p.stderr and "error:" in p.stderr
+
+
+# --------------------------------------------------------------------------- --hf-dataset
+def test_hf_dataset_trains_and_evaluates_from_a_datasets_folder(tmp_path, monkeypatch,
+                                                                 seqtool_home):
+    """--hf-dataset goes through datasets.load_dataset; a local folder with train /
+    validation / test files is a dataset to it, so the path is tested offline."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    ds = tmp_path / "tiny_ds"
+    ds.mkdir()
+    for split, n in (("train", 60), ("validation", 20), ("test", 10)):
+        (ds / f"{split}.txt").write_text(
+            "".join(SENTENCES[i % len(SENTENCES)] + "\n" for i in range(n)))
+    out = tmp_path / "run"
+    res = run_cli("train", "lm", "--hf-dataset", ds, *TINY, "--set", "train.epochs=1",
+                  "--out", out, "--json")
+    assert res.code == 0, res.err
+    written = list((seqtool_home / "hub").rglob("*.txt"))
+    assert sorted(p.name for p in written) == ["train.txt", "valid.txt"]
+    assert (out / "best" / "config.json").is_file()
+    cfg = json.loads((out / "best" / "config.json").read_text())
+    assert cfg["data"]["hf_dataset"] == str(ds) and cfg["data"]["corpus"] == ""
+    ev = run_cli("evaluate", "lm", "--model", out, "--hf-dataset", ds, "--split", "test",
+                 "--json")
+    assert ev.code == 0, ev.err
+    result = json.loads(ev.out)
+    same = json.loads(run_cli("evaluate", "lm", "--model", out, "--file", ds / "test.txt",
+                              "--json").out)  # the same text as a plain file
+    assert result["tokens"] == same["tokens"] > 0
+    assert result["perplexity"] == pytest.approx(same["perplexity"])
+    assert result["corpus"] == str(ds) and result["split"] == "test"
+
+
+def test_hf_dataset_unknown_or_offline_is_one_error_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    assert_user_error(run_cli("train", "lm", "--hf-dataset", "no-such-owner/no-such-set",
+                              *TINY, "--out", tmp_path / "r"), "no-such-owner/no-such-set",
+                      "offline")
+    monkeypatch.delenv("HF_DATASETS_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: refused at once
+    assert_user_error(run_cli("evaluate", "lm", "--model", tmp_path, "--hf-dataset",
+                              "owner/set:cfg", "--split", "test"), "not reachable", "offline")
+    assert_user_error(run_cli("train", "lm", "--hf-dataset", "x", "--corpus", "ptb", *TINY,
+                              "--out", tmp_path / "r"), "--hf-dataset", "not both")

@@ -15,6 +15,9 @@ from seqtool.errors import ConfigError
 @click.option("--corpus", help="Catalog name of an imported corpus (seqtool corpus list).")
 @click.option("--train-file", type=click.Path(path_type=Path), help="Plain text training file.")
 @click.option("--valid-file", type=click.Path(path_type=Path), help="Plain text validation file.")
+@click.option("--hf-dataset", metavar="NAME[:CONFIG]",
+              help="A Hugging Face text dataset, downloaded when online (its train and "
+                   "validation splits).")
 @click.option("--config", "preset", help="Preset name (lm-wikitext2, lm-ptb, lm-tiny) or TOML file.")
 @click.option("--tokenizer", "tokenizer_dir", type=click.Path(path_type=Path),
               help="Tokenizer folder from `seqtool tokenizer train` (default: train one).")
@@ -22,7 +25,7 @@ from seqtool.errors import ConfigError
               help="Start the input embeddings from word2vec text vectors (export-vectors).")
 @run_options("lm", "train.lr=1e-3")
 def train_lm_cmd(corpus: str | None, train_file: Path | None, valid_file: Path | None,
-                 preset: str | None, tokenizer_dir: Path | None, overrides: tuple[str, ...],
+                 hf_dataset: str | None, preset: str | None, tokenizer_dir: Path | None, overrides: tuple[str, ...],
                  out: Path | None,
                  resume: Path | None, init_embeddings: Path | None, threads: int, device: str,
                  as_json: bool) -> None:
@@ -35,6 +38,7 @@ def train_lm_cmd(corpus: str | None, train_file: Path | None, valid_file: Path |
     Example:
       seqtool train lm --corpus wikitext-2 --config lm-wikitext2 --out runs/wt2
       seqtool train lm --train-file a.txt --valid-file b.txt --set model.cell=gru
+      seqtool train lm --hf-dataset Salesforce/wikitext:wikitext-2-v1 --config lm-wikitext2
       seqtool train lm --resume runs/wt2 --set train.epochs=20
       seqtool train lm --corpus wikitext-2 --config lm-tiny --set model.emb_dim=100 \\
           --init-embeddings vectors.txt
@@ -45,12 +49,17 @@ def train_lm_cmd(corpus: str | None, train_file: Path | None, valid_file: Path |
     from seqtool.console.word2vec import print_init_embeddings
 
     if resume is not None:
-        if corpus or train_file or valid_file or preset or tokenizer_dir or init_embeddings:
+        if (corpus or train_file or valid_file or hf_dataset or preset or tokenizer_dir
+                or init_embeddings):
             raise ConfigError("--resume takes its data and config from the run",
                               "only --set overrides may be given with --resume")
         cfg = resume_config(resume, overrides)
     else:
-        data = {"corpus": corpus, "train_file": str(train_file) if train_file else None,
+        if corpus and hf_dataset:
+            raise ConfigError("give --corpus or --hf-dataset, not both",
+                              "--corpus reads an imported corpus, --hf-dataset the hub")
+        data = {"corpus": "" if hf_dataset else corpus, "hf_dataset": hf_dataset,
+                "train_file": str(train_file) if train_file else None,
                 "valid_file": str(valid_file) if valid_file else None}
         tok = {"path": str(tokenizer_dir) if tokenizer_dir else None}
         init = {"init_embeddings": str(init_embeddings) if init_embeddings else None}
@@ -150,11 +159,15 @@ def generate(text: str, max_tokens: int, temperature: float, top_k: int, top_p: 
 @click.option("--corpus", help="Imported corpus name (seqtool corpus list).")
 @click.option("--split", default="test", show_default=True, help="Split of --corpus.")
 @click.option("--file", "file", type=click.Path(path_type=Path), help="Any text file instead.")
+@click.option("--hf-dataset", metavar="NAME[:CONFIG]",
+              help="Or a Hugging Face text dataset (downloaded when online); --split picks "
+                   "train, valid or test.")
 @click.option("--batch-size", default=10, show_default=True, help="Parallel streams.")
 @device_option
 @json_option
 def evaluate_lm_cmd(model_path: Path | None, corpus: str | None, split: str, file: Path | None,
-                    batch_size: int, device: str, as_json: bool) -> None:
+                    hf_dataset: str | None, batch_size: int, device: str,
+                    as_json: bool) -> None:
     """Word-level perplexity: exp(mean NLL per token), <eos> counted per line.
 
     \b
@@ -165,7 +178,8 @@ def evaluate_lm_cmd(model_path: Path | None, corpus: str | None, split: str, fil
     from seqtool.commands.evaluate import evaluate_lm
     from seqtool.console import print_json, stdout_console
 
-    result = evaluate_lm(model_path, corpus, split, file, batch_size, resolve_device(device))
+    result = evaluate_lm(model_path, corpus, split, file, batch_size, resolve_device(device),
+                         hf_dataset=hf_dataset)
     if as_json:
         print_json(result)
     else:

@@ -13,7 +13,8 @@ from seqtool.errors import ConfigError, DataError
 
 
 def evaluate_lm(model_path: Path | None, corpus: str | None, split: str, file: Path | None,
-                batch_size: int = 10, device: str = "cpu", bptt: int = 35) -> dict[str, Any]:
+                batch_size: int = 10, device: str = "cpu", bptt: int = 35,
+                hf_dataset: str | None = None) -> dict[str, Any]:
     """exp(mean NLL per token) with <eos> after every line, as in the PTB/WikiText
     benchmarks; state carried across windows of `bptt` tokens in `batch_size` streams."""
     import torch
@@ -25,10 +26,17 @@ def evaluate_lm(model_path: Path | None, corpus: str | None, split: str, file: P
     from seqtool.data.text import read_lines
     from seqtool.training import evaluate_loss
 
-    if bool(corpus) == bool(file):
-        raise ConfigError("give exactly one of --corpus NAME or --file PATH",
+    if (bool(corpus) + bool(file) + bool(hf_dataset)) != 1:
+        raise ConfigError("give exactly one of --corpus NAME, --file PATH or --hf-dataset NAME",
                           "e.g. seqtool evaluate lm --corpus wikitext-2 --split test")
-    if corpus:
+    if hf_dataset:
+        from seqtool.data.hub import SPLIT_NAMES, hub_split_file
+
+        if split not in SPLIT_NAMES:
+            raise ConfigError(f"--split {split} is not one of {', '.join(SPLIT_NAMES)}",
+                              "with --hf-dataset, --split is train, valid or test")
+        path = hub_split_file(hf_dataset, split)
+    elif corpus:
         files = split_files(corpus)
         if split not in files:
             raise DataError(f"corpus {corpus!r} has no split {split!r}",
@@ -41,7 +49,8 @@ def evaluate_lm(model_path: Path | None, corpus: str | None, split: str, file: P
     data = batchify(stream, min(batch_size, max(1, stream.numel() // 2)))
     metrics = evaluate_loss(loaded.model, LMData.windows(data, bptt), torch.device(device))
     result = {"perplexity": metrics["ppl"], "loss": metrics["loss"], "tokens": metrics["tokens"],
-              "corpus": corpus or str(path), "split": split if corpus else "file",
+              "corpus": corpus or hf_dataset or str(path),
+              "split": split if corpus or hf_dataset else "file",
               "model": str(loaded.folder), "tokenizer": loaded.tokenizer.kind}
     if loaded.tokenizer.kind != "word":
         # subword models: also per word, total NLL / (whitespace words + one <eos> per line),

@@ -22,13 +22,18 @@ def lm_split_path(cfg: RunConfig, split: str) -> Path:
                 "test": cfg.data.test_file}[split]
     if explicit:
         return Path(explicit)
+    if cfg.data.hf_dataset:
+        from seqtool.data.hub import hub_split_file
+
+        return hub_split_file(cfg.data.hf_dataset, split, cfg.data.hf_text_column)
     if cfg.data.corpus:
         files = split_files(cfg.data.corpus)
         if split not in files:
             raise DataError(f"corpus {cfg.data.corpus!r} has no {split} split",
                             "splits: " + ", ".join(files))
         return files[split]
-    raise ConfigError(f"no {split} data", "give --corpus NAME or --train-file and --valid-file")
+    raise ConfigError(f"no {split} data", "give --corpus NAME, --hf-dataset NAME or "
+                      "--train-file and --valid-file")
 
 
 def default_run_dir(cfg: RunConfig) -> Path:
@@ -38,7 +43,8 @@ def default_run_dir(cfg: RunConfig) -> Path:
         name = (d.corpus if d.corpus and not d.train_src else Path(d.train_src).stem
                 or "data") + langs
     else:
-        name = d.corpus or Path(d.train_file).stem or "data"
+        name = (d.corpus or d.hf_dataset.split(":")[0].split("/")[-1]
+                or Path(d.train_file).stem or "data")
     return Path("runs") / f"{cfg.task}-{name}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
