@@ -169,6 +169,10 @@ def test_resume_finished_run_with_more_epochs(run, tmp_path):
     assert res.code == 0, res.err
     assert json.loads(res.out)["steps"] == done["global_step"] * 5 // 4
     assert json.loads((copy / "last" / "trainer_state.json").read_text())["epoch"] == 5
+    card = (copy / "last" / "MODEL_CARD.md").read_text()
+    recipe = card.split("## Recipe")[1].split("## Metrics")[0]
+    assert "seqtool train lm --train-file" in recipe  # the command that started the run
+    assert recipe.count("# resumed with: seqtool train lm --resume") == 2
 
 
 # --------------------------------------------------------------------------- bad input

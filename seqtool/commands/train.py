@@ -96,10 +96,18 @@ def _describe_chat(cfg: RunConfig, params: int) -> list[str]:
     return lines + [f"- tokenizer: {tc.kind}" + (", lower-cased" if tc.lowercase else "")]
 
 
-def model_card(cfg: RunConfig, params: int, metrics: dict[str, Any] | None = None) -> str:
-    cmd = " ".join(shlex.quote(a) for a in ["seqtool", *sys.argv[1:]])
+def this_command() -> str:
+    return " ".join(shlex.quote(a) for a in ["seqtool", *sys.argv[1:]])
+
+
+def model_card(cfg: RunConfig, params: int, metrics: dict[str, Any] | None = None,
+               commands: list[str] | None = None) -> str:
+    """The run's card: model, data, the command that started the run (and those that
+    resumed it), the last validation metrics."""
+    first, *resumed = commands or [this_command()]
+    recipe = [first] + [f"# resumed with: {c}" for c in resumed]
     lines = [f"# seqtool {cfg.task} model", "", *_describe_model(cfg, params), "",
-             "## Recipe", "", "```", cmd, "```", "", "## Metrics", ""]
+             "## Recipe", "", "```", *recipe, "```", "", "## Metrics", ""]
     for k, v in (metrics or {}).items():
         lines.append(f"- {k}: {v:.4g}" if isinstance(v, float) else f"- {k}: {v}")
     return "\n".join(lines) + "\n"
@@ -175,6 +183,9 @@ def run_training(cfg: RunConfig, model: Any, data: Any, run_dir: Path, resume: P
     run_dir.mkdir(parents=True, exist_ok=True)
     params = sum(count_parameters(model).values())
     extra = {"data_stats": stats} if stats else {}
+    commands = [this_command()]  # the card's recipe: the first command, then the resumes
+    if resume is not None:
+        commands = read_meta(run_dir / "last").get("commands", []) + commands
 
     def save(name: str, training: dict[str, Any] | None) -> None:
         metrics = {}
@@ -182,8 +193,8 @@ def run_training(cfg: RunConfig, model: Any, data: Any, run_dir: Path, resume: P
             metrics = {k: v for k, v in trainer.state.history[-1].items()
                        if k.startswith("valid_") or k in ("step", "epoch")}
         save_checkpoint(run_dir / name, model=model, config=cfg, **tokenizers,
-                        card=model_card(cfg, params, metrics), training=training,
-                        extra_meta={"metrics": metrics, **extra})
+                        card=model_card(cfg, params, metrics, commands), training=training,
+                        extra_meta={"metrics": metrics, "commands": commands, **extra})
 
     trainer = Trainer(model, data, cfg.train, run_dir, save, reporter, device,
                       resume_command=f"seqtool train {cfg.task}")
