@@ -11,11 +11,15 @@ most K of them can end in EOS, so K non-EOS ones always remain): EOS
 candidates ranked among the first K become finished hypotheses, the K best
 non-EOS ones stay alive. A sentence is final when it reaches its length limit
 (its alive beams are then finished as they are, without EOS, like greedy
-decoding at max_len), or when it has n_best finished hypotheses and no alive
-beam can still beat the n-th: with log-probabilities <= 0 a continuation's
-raw score only falls, and with a length penalty its normalised score is at
-most best_alive / lp(limit). The stop is therefore exact, and beam 1 is
-greedy decoding.
+decoding at max_len), or when it has n_best finished hypotheses and the n-th
+beats the best alive beam: with log-probabilities <= 0 a continuation's raw
+score only falls. Without a length penalty that stop is exact. With one
+(alpha > 0), stop="exact" compares with best_alive / lp(limit), a bound no
+continuation can beat, but loose: most sentences then run to their length
+limit. stop="early" (the default, as OpenNMT-py's beam search) compares with
+best_alive / lp(t + 1), the best alive beam's score if it ended now, which
+ends a sentence once its finished hypotheses lead, at a fraction of the
+steps. Beam 1 is greedy decoding either way.
 
 Length penalty (Wu et al. 2016, GNMT, eq. 14): score = log P / lp(|Y|),
 lp(n) = ((5 + n) / 6) ** alpha, |Y| counting EOS; alpha <= 0 (JoeyNMT's -1)
@@ -34,6 +38,9 @@ import torch
 from torch import Tensor
 
 from seqtool.data.tokenizer import EOS
+
+
+STOPS = ("early", "exact")
 
 
 @dataclass
@@ -71,8 +78,8 @@ def ban_repeated_ngrams(lp: Tensor, history: Tensor, n: int) -> Tensor:
 def beam_search(model: Any, batch: dict[str, Tensor], *, beam_size: int = 5, n_best: int = 1,
                 max_len: int | Sequence[int] = 100, eos: int = EOS, alpha: float = 0.0,
                 no_repeat_ngram: int = 0, banned: Sequence[int] = (),
-                attention: Callable[[Any], Tensor | None] | None = None
-                ) -> list[list[Hypothesis]]:
+                attention: Callable[[Any], Tensor | None] | None = None,
+                stop: str = "early") -> list[list[Hypothesis]]:
     """The n_best hypotheses of every sentence of `batch`, best first.
 
     max_len: one limit for all sentences or one per sentence (length_limits);
@@ -81,6 +88,8 @@ def beam_search(model: Any, batch: dict[str, Tensor], *, beam_size: int = 5, n_b
     """
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
+    if stop not in STOPS:
+        raise ValueError(f"stop must be one of {', '.join(STOPS)}, got {stop!r}")
     k = beam_size
     state, tokens = model.start(batch)
     n = tokens.shape[0]
@@ -141,7 +150,8 @@ def beam_search(model: Any, batch: dict[str, Tensor], *, beam_size: int = 5, n_b
                             attn_hist[r] if attn_hist is not None else None))
                 continue
             done = sorted((h.score for h in finished[s]), reverse=True)
-            bound = best_alive[a] / length_penalty(limits[s], alpha)
+            horizon = limits[s] if stop == "exact" else t + 1
+            bound = best_alive[a] / length_penalty(horizon, alpha)
             if len(done) < n_best or done[n_best - 1] < bound:
                 still.append(a)
         if len(still) < len(active):

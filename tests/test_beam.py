@@ -281,3 +281,28 @@ def test_no_repeat_ngram():
             for h in hyps:
                 grams = [tuple(h.tokens[i: i + n]) for i in range(len(h.tokens) - n + 1)]
                 assert len(grams) == len(set(grams)), (n, h.tokens)
+
+
+class Counting(TableModel):
+    steps = 0
+
+    def step(self, tokens, state):
+        self.steps += 1
+        return super().step(tokens, state)
+
+
+def test_early_stop_ends_sooner_with_a_length_penalty_and_exact_stop_is_exact():
+    """alpha > 0: "early" ends once the finished hypothesis leads the alive beams at the
+    current length; "exact" goes on until no continuation could overtake it. Here both
+    find "b" EOS, early in 2 model steps, exact in more. Without a penalty they agree."""
+    early, exact = Counting(TRAP), Counting(TRAP)
+    a = beam_search(early, one_source(), beam_size=2, max_len=20, alpha=1.0)[0]
+    b = beam_search(exact, one_source(), beam_size=2, max_len=20, alpha=1.0, stop="exact")[0]
+    assert a[0].tokens == b[0].tokens == [5]
+    assert early.steps == 2 < exact.steps
+    plain_early, plain_exact = Counting(TRAP), Counting(TRAP)
+    beam_search(plain_early, one_source(), beam_size=2, max_len=20)
+    beam_search(plain_exact, one_source(), beam_size=2, max_len=20, stop="exact")
+    assert plain_early.steps == plain_exact.steps
+    with pytest.raises(ValueError, match="stop"):
+        beam_search(early, one_source(), stop="sometimes")

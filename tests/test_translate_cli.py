@@ -420,3 +420,20 @@ def test_other_bad_input(run, data, tmp_path):
     assert_user_error(run_cli("evaluate", "translate", "--model", run, "--corpus",
                               "multi30k", "--split", "nope", "--src", "de", "--tgt", "en"),
                       "nope", "test_2016_flickr")
+
+
+def test_decoding_precision(run, data):
+    from seqtool.commands.translate import decode_precision
+    from seqtool.config import SearchConfig
+
+    assert decode_precision(SearchConfig(), "bf16") == "bf16"  # auto: as trained
+    assert decode_precision(SearchConfig(), "fp32") == "fp32"
+    assert decode_precision(SearchConfig(precision="fp32"), "bf16") == "fp32"
+    lines = source_lines(data)[:6]
+    outs = {}
+    for prec in ("fp32", "bf16"):
+        res = translate(run, "--precision", prec, "--beam", "3", stdin="\n".join(lines) + "\n")
+        assert res.code == 0, res.err
+        outs[prec] = res.out.splitlines()
+        assert len(outs[prec]) == len(lines)
+    assert_user_error(translate(run, lines[0], "--precision", "fp8"), "--precision")

@@ -25,9 +25,9 @@ from seqtool.errors import ConfigError
               help="Start the input embeddings from word2vec text vectors (export-vectors).")
 @run_options("lm", "train.lr=1e-3")
 def train_lm_cmd(corpus: str | None, train_file: Path | None, valid_file: Path | None,
-                 hf_dataset: str | None, preset: str | None, tokenizer_dir: Path | None, overrides: tuple[str, ...],
-                 out: Path | None,
-                 resume: Path | None, init_embeddings: Path | None, threads: int, device: str,
+                 hf_dataset: str | None, preset: str | None, tokenizer_dir: Path | None,
+                 overrides: tuple[str, ...], out: Path | None, resume: Path | None,
+                 init_embeddings: Path | None, threads: int, device: str,
                  as_json: bool) -> None:
     """Train a recurrent language model with truncated BPTT.
 

@@ -93,7 +93,8 @@ def train_translate_cmd(corpus: str | None, src_lang: str | None, tgt_lang: str 
 
 
 def _search_flags(beam: int | None, nbest: int | None, alpha: float | None,
-                  max_len_ratio: float | None, no_repeat_ngram: int | None) -> dict[str, Any]:
+                  max_len_ratio: float | None, no_repeat_ngram: int | None,
+                  precision: str | None = None) -> dict[str, Any]:
     """Check the decoding flags; only the given ones override the model's [search]."""
     if beam is not None and beam < 1:
         raise click.BadParameter("must be at least 1 (1 = greedy)", param_hint="--beam"
@@ -112,7 +113,7 @@ def _search_flags(beam: int | None, nbest: int | None, alpha: float | None,
         raise click.BadParameter("must be >= 0 (0 = off)", param_hint="--no-repeat-ngram"
                                  ) from None
     return {"beam": beam, "nbest": nbest, "alpha": alpha, "max_len_ratio": max_len_ratio,
-            "no_repeat_ngram": no_repeat_ngram}
+            "no_repeat_ngram": no_repeat_ngram, "precision": precision}
 
 
 BLEU_TOKENIZERS = ("13a", "intl", "char", "none", "zh", "ja-mecab", "ko-mecab", "flores101",
@@ -120,7 +121,8 @@ BLEU_TOKENIZERS = ("13a", "intl", "char", "none", "zh", "ja-mecab", "ko-mecab", 
 
 
 def search_options(f: Any) -> Any:
-    """--beam, --nbest, --alpha, --max-len-ratio, --no-repeat-ngram (default: the model's)."""
+    """--beam, --nbest, --alpha, --max-len-ratio, --no-repeat-ngram, --precision (default:
+    the model's)."""
     for opt in reversed([
         click.option("--beam", type=int, help="Beam size (1 = greedy; default: the model's "
                      "[search] beam_size)."),
@@ -131,6 +133,9 @@ def search_options(f: Any) -> Any:
                      help="Output length limit: ratio x source length + offset."),
         click.option("--no-repeat-ngram", type=int,
                      help="Never repeat an n-gram of this size (0 = off)."),
+        click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]),
+                     help="Decoding precision (default auto: the model's training precision; "
+                     "bf16 is ~1.5x faster on CPUs with AVX-512 BF16)."),
         click.option("--bleu-tokenize", type=click.Choice(BLEU_TOKENIZERS),
                      help="sacrebleu tokenizer for BLEU (default: the model's data."
                      "bleu_tokenize, else char for ja/ko, zh for zh, 13a otherwise)."),
@@ -158,7 +163,8 @@ def search_options(f: Any) -> Any:
 def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tgt: str | None,
                   beam: int | None, nbest: int | None, alpha: float | None,
                   max_len_ratio: float | None, no_repeat_ngram: int | None,
-                  bleu_tokenize: str | None, batch_size: int, reference: Path | None,
+                  precision: str | None, bleu_tokenize: str | None, batch_size: int,
+                  reference: Path | None,
                   show_attention: bool, attention_png: Path | None, device: str,
                   as_json: bool) -> None:
     """Translate TEXT, or the lines of stdin to stdout (one output line per input line).
@@ -182,7 +188,7 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
     from seqtool.commands.translate import load_translator, search_settings
     from seqtool.console import print_json, warn
 
-    flags = _search_flags(beam, nbest, alpha, max_len_ratio, no_repeat_ngram)
+    flags = _search_flags(beam, nbest, alpha, max_len_ratio, no_repeat_ngram, precision)
     if batch_size < 1:
         raise click.BadParameter("must be at least 1", param_hint="--batch-size") from None
     if text is None and sys.stdin.isatty():
@@ -304,8 +310,9 @@ def evaluate_translate_cmd(model_path: Path | None, corpus: str | None, split: s
                            src: str | None, tgt: str | None, src_file: Path | None,
                            ref_file: Path | None, beam: int | None, nbest: int | None,
                            alpha: float | None, max_len_ratio: float | None,
-                           no_repeat_ngram: int | None, bleu_tokenize: str | None,
-                           batch_size: int, device: str, as_json: bool) -> None:
+                           no_repeat_ngram: int | None, precision: str | None,
+                           bleu_tokenize: str | None, batch_size: int, device: str,
+                           as_json: bool) -> None:
     """Corpus BLEU and chrF (sacrebleu, with signatures) and sentences per second.
 
     Translations are scored detokenized, against the raw reference text;
@@ -321,7 +328,7 @@ def evaluate_translate_cmd(model_path: Path | None, corpus: str | None, split: s
     from seqtool.console import print_json
     from seqtool.console.translate import render_scores
 
-    flags = _search_flags(beam, nbest, alpha, max_len_ratio, no_repeat_ngram)
+    flags = _search_flags(beam, nbest, alpha, max_len_ratio, no_repeat_ngram, precision)
     if batch_size < 1:
         raise click.BadParameter("must be at least 1", param_hint="--batch-size") from None
     result = evaluate_translate(model_path, corpus, split, src, tgt, src_file, ref_file,

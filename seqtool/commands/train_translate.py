@@ -79,20 +79,22 @@ class TranslationData(DataWithMetrics):
     higher_is_better = True
 
     def __init__(self, data: Any, references: list[str], tgt_tok: Any, search: Any,
-                 tokenize: str) -> None:
+                 tokenize: str, train_precision: str = "fp32") -> None:
         super().__init__(data)
         self.references = references
         self.tgt_tok = tgt_tok
         self.search = dataclasses.replace(search, beam_size=1, n_best=1)  # greedy
         self.tokenize = tokenize
+        self.precision = train_precision
 
     def extra_metrics(self, model: Any, device: Any) -> dict[str, float]:
-        from seqtool.commands.translate import translate_ids
+        from seqtool.commands.translate import decode_precision, translate_ids
         from seqtool.metrics import bleu
 
         sources = [s for s, _ in self.data.valid]
         batch = self.data.eval_batch_size or self.data.batch_size
-        hyps = translate_ids(model, sources, self.search, str(device), batch)
+        hyps = translate_ids(model, sources, self.search, str(device), batch,
+                             precision=decode_precision(self.search, self.precision))
         texts = [self.tgt_tok.decode(h[0].tokens) for h in hyps]
         return {"bleu": bleu(texts, self.references, self.tokenize,
                              self.tgt_tok.lowercase)["score"]}
@@ -132,7 +134,7 @@ def train_translate(cfg: RunConfig, out: Path | None = None, resume: Path | None
     tokenize = cfg.data.bleu_tokenize or default_bleu_tokenize(cfg.data.tgt_lang)
     data = TranslationData(ParallelData(train_pairs, valid_pairs, cfg.train.batch_size,
                                         seed=cfg.train.seed), refs, tgt_tok, cfg.search,
-                           tokenize)
+                           tokenize, cfg.train.precision)
     summary = run_training(cfg, model, data, run_dir, resume, reporter, device,
                            {"tokenizer": src_tok, "tgt_tokenizer": tgt_tok}, stats)
     summary.update(vocab_size=[src_tok.vocab_size, tgt_tok.vocab_size],

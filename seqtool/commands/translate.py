@@ -82,10 +82,11 @@ def load_translator(model_path: Path | None, src: str | None = None, tgt: str | 
 
 def search_settings(base: Any, beam: int | None = None, nbest: int | None = None,
                     alpha: float | None = None, max_len_ratio: float | None = None,
-                    no_repeat_ngram: int | None = None) -> Any:
+                    no_repeat_ngram: int | None = None, precision: str | None = None) -> Any:
     """The checkpoint's [search] defaults with the flags that were given."""
     changes = {"beam_size": beam, "n_best": nbest, "alpha": alpha,
-               "max_len_ratio": max_len_ratio, "no_repeat_ngram": no_repeat_ngram}
+               "max_len_ratio": max_len_ratio, "no_repeat_ngram": no_repeat_ngram,
+               "precision": precision}
     s = dataclasses.replace(base, **{k: v for k, v in changes.items() if v is not None})
     if s.n_best > s.beam_size:
         raise ConfigError(f"--nbest {s.n_best} is larger than the beam ({s.beam_size})",
@@ -94,10 +95,20 @@ def search_settings(base: Any, beam: int | None = None, nbest: int | None = None
 
 
 # --------------------------------------------------------------------------- translating
+def decode_precision(search: Any, train_precision: str) -> str:
+    """search.precision, with "auto" meaning the precision the model trained in."""
+    return train_precision if search.precision == "auto" else search.precision
+
+
 def translate_ids(model: Any, sources: Sequence[list[int]], search: Any, device: str = "cpu",
-                  batch_size: int = 64, with_attention: bool = False) -> list[list[Any]]:
+                  batch_size: int = 64, with_attention: bool = False,
+                  precision: str = "fp32") -> list[list[Any]]:
     """Beam search over source id lists, `batch_size` sentences (sorted by length) at a
-    time; the n-best Hypothesis lists come back in input order."""
+    time, under bf16 autocast when `precision` is bf16; the n-best Hypothesis lists
+    come back in input order."""
+    import torch
+
+    from seqtool.training import autocast
     from seqtool.data.parallel import source_batches
     from seqtool.data.tokenizer import BOS, PAD
     from seqtool.search import beam_search, length_limits
@@ -108,10 +119,11 @@ def translate_ids(model: Any, sources: Sequence[list[int]], search: Any, device:
         batch = {k: v.to(device) for k, v in batch.items()}
         limits = length_limits(batch["src_len"], search.max_len_ratio, search.max_len_offset,
                                search.max_len)
-        hyps = beam_search(model, batch, beam_size=search.beam_size, n_best=search.n_best,
-                           max_len=limits, alpha=search.alpha,
-                           no_repeat_ngram=search.no_repeat_ngram, banned=(PAD, BOS),
-                           attention=attention)
+        with autocast(torch.device(device), precision):
+            hyps = beam_search(model, batch, beam_size=search.beam_size, n_best=search.n_best,
+                               max_len=limits, alpha=search.alpha,
+                               no_repeat_ngram=search.no_repeat_ngram, banned=(PAD, BOS),
+                               attention=attention, stop=search.stop)
         for i, h in zip(idx, hyps):
             out[i] = h
     return out
@@ -131,7 +143,8 @@ def translate_batch(loaded: Any, lines: Sequence[str], search: Any, device: str 
     sources = [src_tok.encode(lines[i]) for i in todo]
     if not todo:
         return out
-    hyps = translate_ids(loaded.model, sources, search, device, len(todo), with_attention)
+    hyps = translate_ids(loaded.model, sources, search, device, len(todo), with_attention,
+                         decode_precision(search, loaded.config.train.precision))
     for i, ids, nbest in zip(todo, sources, hyps):
         t = out[i]
         t.texts = [_one_line(tgt_tok.decode(h.tokens)) for h in nbest]
