@@ -51,7 +51,10 @@ def bleu(hypotheses: Sequence[str], references: Sequence[str], tokenize: str = "
 
     _check(hypotheses, references)
     try:
-        metric = BLEU(tokenize=tokenize, lowercase=lowercase, max_ngram_order=max_order)
+        # force: tokenized input (DailyDialog, KyTea Japanese) is scored as it is, without
+        # sacrebleu's multi-line "forgot to detokenize" notice on stderr
+        metric = BLEU(tokenize=tokenize, lowercase=lowercase, max_ngram_order=max_order,
+                      force=True)
     except (ImportError, RuntimeError) as exc:  # ja-mecab / ko-mecab without their packages
         raise ConfigError(f"sacrebleu tokenizer {tokenize!r} is not usable here: "
                           f"{' '.join(str(exc).split())[:120]}",
