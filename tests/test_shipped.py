@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 SHIPPED = [(DEFAULT_LM, "lm", "seqtool train lm"),
-           ("translate-de-en", "translate", "seqtool train translate")]
+           ("translate-de-en", "translate", "seqtool train translate"),
+           ("chat-dailydialog", "chat", "seqtool train chat")]
 
 
 @pytest.mark.parametrize("name, kind, recipe", SHIPPED)
@@ -86,3 +87,27 @@ def test_shipped_translator_multi30k_test_bleu(corpora_dir: Path) -> None:
     assert result["bleu"] >= 33, result
     card = (shipped_model("translate-de-en") / "MODEL_CARD.md").read_text("utf-8")
     assert f"{result['bleu']:.2f}" in card, "the model card must state the measured figure"
+
+
+def test_shipped_chat_model_replies_line_by_line() -> None:
+    proc = subprocess.run([sys.executable, "-m", "seqtool", "chat", "--json", "--seed", "1"],
+                          input="hi , how are you ?\nwhere is the station ?\n",
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    turns = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [t["turn"] for t in turns] == [1, 2]
+    assert all(t["replies"] and t["replies"][0].strip() for t in turns)
+
+
+@pytest.mark.slow
+def test_shipped_chat_model_dailydialog_test_perplexity(corpora_dir: Path) -> None:
+    """HRED below the seq2seq baseline's 51.01 on DailyDialog test, as its card says."""
+    from seqtool.commands.evaluate import evaluate_chat
+    from seqtool.data.corpora import import_corpus
+
+    import_corpus("dailydialog", corpora_dir / "dailydialog")
+    result = evaluate_chat(None, "dailydialog", "test", None)
+    assert result["replies"] == 6740
+    assert result["perplexity"] < 51.01, result
+    card = (shipped_model("chat-dailydialog") / "MODEL_CARD.md").read_text("utf-8")
+    assert f"{result['perplexity']:.2f}" in card, "the model card must state the measured figure"
