@@ -12,7 +12,7 @@ script also checks that exactly one output line came back per input line.
 
 Usage (repository root, project venv):
   .venv/bin/python bench/translate_memory.py [--model checkpoints/translate-de-en]
-      [--lines 100000] [--beam 1] [--quick]
+      [--lines 100000] [--beam 1] [--precision auto|fp32|bf16] [--quick]
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ def main() -> None:
     p.add_argument("--lines", type=int, default=100_000)
     p.add_argument("--beam", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--quick", action="store_true", help="2,000 lines")
     a = p.parse_args()
     if a.quick:
@@ -56,7 +57,8 @@ def main() -> None:
         t0 = time.perf_counter()
         with open(src, "rb") as fin, open(out, "wb") as fout:
             proc = subprocess.run([str(exe), "translate", "--model", a.model, "--beam",
-                                   str(a.beam), "--device", "cpu"], stdin=fin, stdout=fout,
+                                   str(a.beam), "--precision", a.precision, "--device", "cpu"],
+                                  stdin=fin, stdout=fout,
                                   stderr=subprocess.PIPE,
                                   env={"OMP_NUM_THREADS": str(a.threads), "PATH": "/usr/bin:/bin"})
         wall = time.perf_counter() - t0
@@ -65,6 +67,7 @@ def main() -> None:
         n_out = sum(1 for _ in open(out, "rb"))
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     res = {"model": a.model, "lines": a.lines, "beam": a.beam, "threads": a.threads,
+           "precision": a.precision,
            "output_lines": n_out, "one_line_per_line": n_out == a.lines,
            "peak_rss_mb": round(peak_mb, 1), "wall_s": round(wall, 1),
            "lines_per_s": round(a.lines / wall, 1)}
