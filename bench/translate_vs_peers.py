@@ -93,7 +93,7 @@ def run_seqtool(data: Path, out: Path, steps: int, precision: str) -> dict:
     src = (data / "test.src").read_text("utf-8").splitlines()
     res = {"tool": f"seqtool ({precision})",
            "params": sum(p.numel() for p in loaded.model.parameters()),
-           "vocab": [len(loaded.tokenizer), len(loaded.tgt_tokenizer)],
+           "vocab": [loaded.tokenizer.vocab_size, loaded.tgt_tokenizer.vocab_size],
            "steps": summary["steps"],
            "tool_tok_s": round(statistics.median(capture.tok_s[1:] or capture.tok_s)),
            "train_wall_s": round(train_wall, 1)}
