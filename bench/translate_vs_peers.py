@@ -57,26 +57,22 @@ def run_peer(peer: str, data: Path, out: Path, steps: int, peers_dir: Path) -> d
     return res
 
 
-class Capture:
-    """A Trainer reporter that keeps the periodic tokens/s reports."""
-
-    def __init__(self) -> None:
-        self.tok_s: list[float] = []
-
-    def on_start(self, info: dict) -> None: pass
-    def on_eval(self, metrics: dict) -> None: pass
-    def on_end(self, summary: dict) -> None: pass
-
-    def on_step(self, stats: dict) -> None:
-        self.tok_s.append(stats["tokens_per_s"])
-
-
 def run_seqtool(data: Path, out: Path, steps: int, precision: str) -> dict:
     import torch
 
     from seqtool.commands.train_translate import train_translate
     from seqtool.commands.translate import load_translator, search_settings, translate_lines
     from seqtool.config import load_config
+    from seqtool.training import NullReporter
+
+    class Capture(NullReporter):
+        """Keeps the Trainer's periodic tokens/s reports."""
+
+        def __init__(self) -> None:
+            self.tok_s: list[float] = []
+
+        def on_step(self, stats: dict) -> None:
+            self.tok_s.append(stats["tokens_per_s"])
 
     files = {"train_src": data / "train.src", "train_tgt": data / "train.tgt",
              "valid_src": data / "dev.src", "valid_tgt": data / "dev.tgt"}

@@ -71,6 +71,18 @@ def run_options(task: str, set_example: str) -> Any:
     )
 
 
+def config_to_resume(resume: Path, overrides: tuple[str, ...], *others: Any) -> Any:
+    """The run's own config for --resume (with its --set overrides); any other data or
+    config flag given with it (`others` not empty) is an error."""
+    from seqtool.commands.train import resume_config
+    from seqtool.errors import ConfigError
+
+    if any(others):
+        raise ConfigError("--resume takes its data and config from the run",
+                          "only --set overrides may be given with --resume")
+    return resume_config(resume, overrides)
+
+
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, "--version", prog_name="seqtool")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")

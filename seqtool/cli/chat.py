@@ -10,9 +10,10 @@ from typing import Any
 
 import click
 
-from seqtool.cli.app import (CONTEXT, cli, device_option, evaluate, interrupt_on_signals,
-                             json_option, resolve_device, run_options, train)
-from seqtool.errors import ConfigError, DataError
+from seqtool.cli.app import (CONTEXT, cli, config_to_resume, device_option, evaluate,
+                             interrupt_on_signals, json_option, resolve_device, run_options,
+                             train)
+from seqtool.errors import DataError
 
 ARCHS = ("seq2seq", "hred", "vhred")
 MAX_SAMPLES = 10  # as seqtool.commands.chat.MAX_SAMPLES (imported lazily there)
@@ -50,16 +51,13 @@ def train_chat_cmd(arch: str | None, corpus: str | None, train_file: Path | None
       seqtool train chat --model vhred --corpus dailydialog --set model.kl_anneal=cyclical
       seqtool train chat --train-file d.txt --valid-file v.txt --config chat-tiny
     """
-    from seqtool.commands.train import resume_config
     from seqtool.commands.train_chat import train_chat
     from seqtool.config import load_config
     from seqtool.console import RichReporter, print_json, stdout_console
 
     if resume is not None:
-        if arch or corpus or train_file or valid_file or preset or tokenizer_dir:
-            raise ConfigError("--resume takes its data and config from the run",
-                              "only --set overrides may be given with --resume")
-        cfg = resume_config(resume, overrides)
+        cfg = config_to_resume(resume, overrides, arch, corpus, train_file, valid_file, preset,
+                               tokenizer_dir)
     else:
         if preset is None and corpus == "dailydialog" and not train_file:
             preset = f"chat-dailydialog-{arch or 'hred'}"

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from seqtool.cli.app import (CONTEXT, cli, device_option, evaluate, interrupt_on_signals,
-                             json_option, model_option, resolve_device, run_options, train)
+from seqtool.cli.app import (CONTEXT, cli, config_to_resume, device_option, evaluate,
+                             interrupt_on_signals, json_option, model_option, resolve_device,
+                             run_options, train)
 from seqtool.errors import ConfigError
 
 
@@ -43,17 +44,14 @@ def train_lm_cmd(corpus: str | None, train_file: Path | None, valid_file: Path |
       seqtool train lm --corpus wikitext-2 --config lm-tiny --set model.emb_dim=100 \\
           --init-embeddings vectors.txt
     """
-    from seqtool.commands.train import resume_config, train_lm
+    from seqtool.commands.train import train_lm
     from seqtool.config import load_config
     from seqtool.console import RichReporter, print_json, stdout_console
     from seqtool.console.word2vec import print_init_embeddings
 
     if resume is not None:
-        if (corpus or train_file or valid_file or hf_dataset or preset or tokenizer_dir
-                or init_embeddings):
-            raise ConfigError("--resume takes its data and config from the run",
-                              "only --set overrides may be given with --resume")
-        cfg = resume_config(resume, overrides)
+        cfg = config_to_resume(resume, overrides, corpus, train_file, valid_file, hf_dataset,
+                               preset, tokenizer_dir, init_embeddings)
     else:
         if corpus and hf_dataset:
             raise ConfigError("give --corpus or --hf-dataset, not both",

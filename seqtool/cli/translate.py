@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
-from seqtool.cli.app import (CONTEXT, cli, device_option, evaluate, interrupt_on_signals,
-                             json_option, resolve_device, run_options, train)
+from seqtool.cli.app import (CONTEXT, cli, config_to_resume, device_option, evaluate,
+                             interrupt_on_signals, json_option, resolve_device, run_options,
+                             train)
 from seqtool.errors import ConfigError, DataError, InputError
 
 
@@ -50,7 +51,6 @@ def train_translate_cmd(corpus: str | None, src_lang: str | None, tgt_lang: str 
           --valid-tgt b.en --config translate-tiny --out runs/tiny
       seqtool train translate --resume runs/tiny --set train.epochs=20
     """
-    from seqtool.commands.train import resume_config
     from seqtool.commands.train_translate import train_translate
     from seqtool.config import load_config
     from seqtool.console import RichReporter, print_json, stdout_console
@@ -58,11 +58,8 @@ def train_translate_cmd(corpus: str | None, src_lang: str | None, tgt_lang: str 
     files = {"train_src": train_src, "train_tgt": train_tgt, "valid_src": valid_src,
              "valid_tgt": valid_tgt}
     if resume is not None:
-        if (corpus or src_lang or tgt_lang or any(files.values()) or preset or tokenizer_dir
-                or init_embeddings):
-            raise ConfigError("--resume takes its data and config from the run",
-                              "only --set overrides may be given with --resume")
-        cfg = resume_config(resume, overrides)
+        cfg = config_to_resume(resume, overrides, corpus, src_lang, tgt_lang, *files.values(),
+                               preset, tokenizer_dir, init_embeddings)
     else:
         data = {"corpus": corpus, "src_lang": src_lang, "tgt_lang": tgt_lang,
                 **{k: str(v) if v else None for k, v in files.items()}}

@@ -20,7 +20,7 @@ def evaluate_lm(model_path: Path | None, corpus: str | None, split: str, file: P
     import torch
 
     from seqtool.commands.predict import load_lm
-    from seqtool.data.corpora import split_files
+    from seqtool.commands.train import named_split_path
     from seqtool.data.cache import cached_token_stream
     from seqtool.data.lm import LMData, batchify
     from seqtool.data.text import read_lines
@@ -29,21 +29,7 @@ def evaluate_lm(model_path: Path | None, corpus: str | None, split: str, file: P
     if (bool(corpus) + bool(file) + bool(hf_dataset)) != 1:
         raise ConfigError("give exactly one of --corpus NAME, --file PATH or --hf-dataset NAME",
                           "e.g. seqtool evaluate lm --corpus wikitext-2 --split test")
-    if hf_dataset:
-        from seqtool.data.hub import SPLIT_NAMES, hub_split_file
-
-        if split not in SPLIT_NAMES:
-            raise ConfigError(f"--split {split} is not one of {', '.join(SPLIT_NAMES)}",
-                              "with --hf-dataset, --split is train, valid or test")
-        path = hub_split_file(hf_dataset, split)
-    elif corpus:
-        files = split_files(corpus)
-        if split not in files:
-            raise DataError(f"corpus {corpus!r} has no split {split!r}",
-                            "splits: " + ", ".join(files))
-        path = files[split]
-    else:
-        path = Path(file)
+    path = Path(file) if file else named_split_path(corpus, hf_dataset, split)
     loaded = load_lm(model_path, device)
     stream = cached_token_stream(path, loaded.tokenizer)
     data = batchify(stream, min(batch_size, max(1, stream.numel() // 2)))
@@ -141,7 +127,8 @@ def evaluate_chat(model_path: Path | None, corpus: str | None, split: str, file:
     else:
         raise ConfigError("no evaluation data", "give --corpus NAME (with --split) or --file")
     examples = encode_windows(dialogues, tok, model.context_turns, m.max_utt_len)
-    references = [reply for _, reply in windows(dialogues, model.context_turns)]
+    pairs = list(windows(dialogues, model.context_turns))  # (context, reply) texts
+    references = [reply for _, reply in pairs]
     if limit:
         examples, references = examples[:limit], references[:limit]
     if not examples:
@@ -171,4 +158,4 @@ def evaluate_chat(model_path: Path | None, corpus: str | None, split: str, file:
             "decoding": ("greedy" if greedy else f"by sampling (T {temperature}, top-p {top_p})")
             + (", z drawn from the prior" if vhred else ""),
             "samples": [{"context": c, "reference": r, "reply": t} for (c, r), t
-                        in zip(list(windows(dialogues, model.context_turns))[:3], texts)]}
+                        in zip(pairs[:3], texts)]}

@@ -14,24 +14,36 @@ from seqtool.config import RunConfig, build_config
 from seqtool.errors import ConfigError, DataError, TrainingError
 
 
-def lm_split_path(cfg: RunConfig, split: str) -> Path:
-    """The text file of `split`: an explicit --train-file/--valid-file or the corpus's."""
-    from seqtool.data.corpora import split_files
+def named_split_path(corpus: str | None, hf_dataset: str | None, split: str,
+                     column: str = "text") -> Path | None:
+    """The text file of `split` of a Hugging Face dataset or an imported corpus (None
+    when neither is named)."""
+    if hf_dataset:
+        from seqtool.data.hub import hub_split_file
 
+        return hub_split_file(hf_dataset, split, column)
+    if corpus:
+        from seqtool.data.corpora import split_files
+
+        files = split_files(corpus)
+        if split not in files:
+            raise DataError(f"corpus {corpus!r} has no {split} split",
+                            "splits: " + ", ".join(files))
+        return files[split]
+    return None
+
+
+def lm_split_path(cfg: RunConfig, split: str) -> Path:
+    """The text file of `split`: an explicit --train-file/--valid-file, the hub
+    dataset's or the corpus's."""
     explicit = {"train": cfg.data.train_file, "valid": cfg.data.valid_file,
                 "test": cfg.data.test_file}[split]
     if explicit:
         return Path(explicit)
-    if cfg.data.hf_dataset:
-        from seqtool.data.hub import hub_split_file
-
-        return hub_split_file(cfg.data.hf_dataset, split, cfg.data.hf_text_column)
-    if cfg.data.corpus:
-        files = split_files(cfg.data.corpus)
-        if split not in files:
-            raise DataError(f"corpus {cfg.data.corpus!r} has no {split} split",
-                            "splits: " + ", ".join(files))
-        return files[split]
+    named = named_split_path(cfg.data.corpus, cfg.data.hf_dataset, split,
+                             cfg.data.hf_text_column)
+    if named is not None:
+        return named
     raise ConfigError(f"no {split} data", "give --corpus NAME, --hf-dataset NAME or "
                       "--train-file and --valid-file")
 
@@ -183,9 +195,9 @@ def run_training(cfg: RunConfig, model: Any, data: Any, run_dir: Path, resume: P
     run_dir.mkdir(parents=True, exist_ok=True)
     params = sum(count_parameters(model).values())
     extra = {"data_stats": stats} if stats else {}
-    commands = [this_command()]  # the card's recipe: the first command, then the resumes
-    if resume is not None:
-        commands = read_meta(run_dir / "last").get("commands", []) + commands
+    last_meta = read_meta(run_dir / "last") if resume is not None else {}
+    # the card's recipe: the command that started the run, then each resume
+    commands = last_meta.get("commands", []) + [this_command()]
 
     def save(name: str, training: dict[str, Any] | None) -> None:
         metrics = {}
@@ -199,7 +211,7 @@ def run_training(cfg: RunConfig, model: Any, data: Any, run_dir: Path, resume: P
     trainer = Trainer(model, data, cfg.train, run_dir, save, reporter, device,
                       resume_command=f"seqtool train {cfg.task}")
     if resume is not None:
-        old_lr = float(read_meta(run_dir / "last")["train"]["lr"])
+        old_lr = float(last_meta["train"]["lr"])
         trainer.restore(load_training_state(run_dir / "last"))
         if cfg.train.lr != old_lr:  # --set train.lr=... on resume
             trainer.state.lr = cfg.train.lr

@@ -108,10 +108,10 @@ def translate_ids(model: Any, sources: Sequence[list[int]], search: Any, device:
     come back in input order."""
     import torch
 
-    from seqtool.training import autocast
     from seqtool.data.parallel import source_batches
     from seqtool.data.tokenizer import BOS, PAD
     from seqtool.search import beam_search, length_limits
+    from seqtool.training import autocast
 
     attention = getattr(model, "attention_weights", None) if with_attention else None
     out: list[list[Any]] = [[] for _ in sources]
@@ -223,15 +223,12 @@ def corpus_split(name: str, split: str) -> str:
 def corpus_pairs(name: str, split: str, src: str, tgt: str) -> tuple[list[str], list[str], int]:
     """Aligned source/target lines of a parallel corpus split (empty pairs dropped),
     and how many were dropped."""
-    from seqtool.data.corpora import catalog, corpus_lines, get_info
+    from seqtool.data.corpora import corpus_lines, info_of_kind
     from seqtool.data.parallel import align_lines
 
-    info = get_info(name)
-    if info.format not in PARALLEL_FORMATS:
-        parallel = [n for n, i in catalog().items() if i.format in PARALLEL_FORMATS]
-        raise CorpusError(f"{name} is not a parallel corpus (format {info.format})",
-                          f"translation corpora: {', '.join(parallel)}; or give plain files "
-                          "with --train-src/--train-tgt/--valid-src/--valid-tgt")
+    info = info_of_kind(name, PARALLEL_FORMATS, "parallel", "translation corpora",
+                        "or give plain files with --train-src/--train-tgt/--valid-src/"
+                        "--valid-tgt")
     langs = ", ".join(info.languages)
     if not src or not tgt:
         raise ConfigError(f"{name} needs a source and a target language",

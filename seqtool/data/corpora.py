@@ -102,6 +102,18 @@ def get_info(name: str) -> CorpusInfo:
     return known[name]
 
 
+def info_of_kind(name: str, formats: tuple[str, ...], kind: str, listing: str, hint: str
+                 ) -> CorpusInfo:
+    """The catalog entry of NAME, which must be stored in one of `formats`; else a
+    CorpusError that lists the corpora of that kind and gives `hint`."""
+    info = get_info(name)
+    if info.format not in formats:
+        known = [n for n, i in catalog().items() if i.format in formats]
+        raise CorpusError(f"{name} is not a {kind} corpus (format {info.format})",
+                          f"{listing}: {', '.join(known)}; {hint}")
+    return info
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -129,14 +129,11 @@ def read_asdc(folder: Path, split: str) -> list[Dialogue]:
 
 def corpus_dialogues(name: str, split: str) -> list[Dialogue]:
     """The dialogues of an imported dialogue corpus's split (train, valid, test)."""
-    from seqtool.data.corpora import catalog, get_info, split_paths, store_dir
+    from seqtool.data.corpora import info_of_kind, split_paths, store_dir
 
-    info = get_info(name)
-    if info.format not in DIALOGUE_FORMATS:
-        known = [n for n, i in catalog().items() if i.format in DIALOGUE_FORMATS]
-        raise CorpusError(f"{name} is not a dialogue corpus (format {info.format})",
-                          f"dialogue corpora: {', '.join(known)}; or give --train-file with "
-                          "one dialogue per line, utterances separated by __eou__")
+    info = info_of_kind(name, DIALOGUE_FORMATS, "dialogue", "dialogue corpora",
+                        "or give --train-file with one dialogue per line, utterances "
+                        "separated by __eou__")
     if info.format == "asdc":
         split_paths(name, "all")  # raises when the corpus is not imported
         return read_asdc(store_dir(name), split)

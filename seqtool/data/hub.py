@@ -18,7 +18,7 @@ import os
 import re
 from pathlib import Path
 
-from seqtool.errors import CorpusError, DataError
+from seqtool.errors import ConfigError, CorpusError, DataError
 
 SPLIT_NAMES = {"train": ("train",), "valid": ("validation", "valid", "dev"),
                "test": ("test",)}
@@ -56,7 +56,11 @@ def _check_reachable(spec: str, timeout: float = 3.0) -> None:
 
 
 def hub_split_file(spec: str, split: str, column: str = "text") -> Path:
-    """The text file of one split of a hub dataset, written on first use."""
+    """The text file of one split (train, valid or test) of a hub dataset, written on
+    first use."""
+    if split not in SPLIT_NAMES:
+        raise ConfigError(f"split {split!r} is not one of {', '.join(SPLIT_NAMES)}",
+                          "a Hugging Face dataset is read as train, valid or test")
     name, config = parse_name(spec)
     folder = _folder(name, config)
     target = folder / f"{split}.txt"
