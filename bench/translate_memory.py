@@ -74,7 +74,7 @@ def main() -> None:
     print(json.dumps(res, indent=1))
     print(f"| {a.lines:,} lines, beam {a.beam} | peak RSS {peak_mb:,.0f} MB | "
           f"{a.lines / wall:,.1f} lines/s | output lines {n_out:,} |")
-    name = "translate_memory_quick.json" if a.quick else "translate_memory.json"
+    name = f"translate_memory{'_quick' if a.quick else ''}_beam{a.beam}_{a.precision}.json"
     (ROOT / "bench" / "results" / name).write_text(json.dumps(res, indent=1))
 
 

@@ -212,3 +212,21 @@ def test_fast_tanh_equals_tanh_in_value_and_gradient():
     (ours,) = torch.autograd.grad(fast_tanh(x), x, g)
     (ref,) = torch.autograd.grad(torch.tanh(x), x, g)
     torch.testing.assert_close(ours, ref)
+
+
+@pytest.mark.parametrize("kind", ["bahdanau", "dot", "general"])
+def test_attention_step_scores_same_without_gradients(kind):
+    """Decoding (no gradients) scores one step by multiply-and-sum instead of a matmul,
+    which keeps no per-shape oneDNN state in bf16; the scores must not change."""
+    from seqtool.layers.attention import make_attention
+
+    torch.manual_seed(0)
+    att = make_attention(kind, 8, 8)
+    memory, query = torch.randn(5, 3, 8), torch.randn(3, 8)
+    keys = att.keys(memory)
+    with torch.enable_grad():
+        ref = att.scores(query, keys)
+    with torch.no_grad():
+        ours = att.scores(query, keys)
+    torch.testing.assert_close(ours, ref.detach(), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(att.scores(query[None], keys)[0], ref)  # the (T, B, Q) path

@@ -14,6 +14,13 @@ slower than its sigmoid here), the score vector v is a matrix-vector product
 rather than a Linear with one output, and a single step's context is a
 broadcast multiply-and-sum; together about 1.7x faster per step, fwd+bwd
 (bench in bench/RESULTS.md).
+
+Memory (_no_shape_state): in bf16, each matmul of a new shape makes oneDNN build
+a kernel that stays in memory; while decoding, the source length and the number
+of live beam rows change with every batch and step, so a long stream of input
+grew the process without bound (1.2 GB after 100k lines). Without gradients, a
+single step's score is therefore an elementwise multiply-and-sum, which keeps
+no per-shape state (measured: RSS flat at about 0.6 GB over 10k lines).
 """
 
 from __future__ import annotations
@@ -85,7 +92,10 @@ class BahdanauAttention(Attention):
         q = self.query_layer(query)  # (B, A) or (T, B, A)
         v = self.energy_layer.weight[0]  # (A,)
         if query.dim() == 2:
-            return fast_tanh(q[None] + keys) @ v  # (S, B)
+            e = fast_tanh(q[None] + keys)  # (S, B, A)
+            if torch.is_grad_enabled():
+                return e @ v  # (S, B)
+            return (e * v).sum(-1)  # decoding: see _no_shape_state
         return fast_tanh(q[:, None] + keys[None]) @ v  # (T, S, B)
 
 
@@ -94,6 +104,8 @@ class DotAttention(Attention):
 
     def scores(self, query: Tensor, keys: Tensor) -> Tensor:
         if query.dim() == 2:
+            if not torch.is_grad_enabled():
+                return (query[None] * keys).sum(-1)  # decoding: see _no_shape_state
             return torch.einsum("ba,sba->sb", query, keys)  # (S, B)
         return torch.einsum("tba,sba->tsb", query, keys)  # (T, S, B)
 
