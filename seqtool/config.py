@@ -171,6 +171,9 @@ class ChatModelConfig:
     kl_cycles: int = _opt(4, "vhred cyclical: cycles before the weight stays at 1", low=1)
     kl_cycle_ratio: float = _opt(0.5, "vhred cyclical: part of a cycle spent rising",
                                  low=0.01, high=1.0)
+    kl_target: float = _opt(0.0, "vhred: KL capacity C in nats per reply; training pays "
+                            "beta * |KL - C| instead of beta * KL, so the KL settles near C "
+                            "(Burgess et al. 2018; 0 = off)", low=0.0)
     word_dropout: float = _opt(0.25, "vhred: decoder input tokens replaced by <unk> in "
                                "training (Bowman et al. 2016)", low=0.0, high=1.0)
     bow_weight: float = _opt(1.0, "vhred: weight of the bag-of-words loss (Zhao et al. "

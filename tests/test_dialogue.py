@@ -224,6 +224,31 @@ def test_vhred_training_weighs_the_kl_by_the_schedule_and_counts_steps():
     assert int(linear.kl_step) == 1
 
 
+def test_kl_capacity_pulls_the_kl_towards_its_target_from_both_sides():
+    model = build_model("chat", tiny("vhred", kl_target=2.0), VOCAB)
+    for kls, sign in (([0.5, 1.5], -1.0), ([3.0, 4.0], 1.0)):
+        kl = torch.tensor(kls, requires_grad=True)
+        penalty = model.kl_penalty(kl)
+        (grad,) = torch.autograd.grad(penalty, kl)
+        assert abs(float(penalty.detach()) - abs(sum(kls) / 2 - 2.0) * 2) < 1e-6
+        assert bool((grad * sign > 0).all())  # below C: raise the KL; above: lower it
+    plain = build_model("chat", tiny("vhred"), VOCAB)  # kl_target 0: the plain KL
+    assert float(plain.kl_penalty(torch.tensor([0.5, 1.5]))) == 2.0
+    # training a few steps with C = 3 moves the batch KL towards 3 (it starts near 0)
+    torch.manual_seed(0)
+    model = build_model("chat", tiny("vhred", kl_target=3.0, kl_anneal="none",
+                                     bow_weight=0.0, word_dropout=0.0), VOCAB).train()
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    batch = pad_dialogue_batch(examples())
+    first = float(model.kl_per_reply(batch).mean())
+    for _ in range(60):
+        opt.zero_grad()
+        model.loss(batch).loss_sum.backward()
+        opt.step()
+    last = float(model.kl_per_reply(batch).mean())
+    assert abs(last - 3.0) < abs(first - 3.0) / 2, (first, last)
+
+
 def test_word_dropout_only_in_training():
     model = build_model("chat", tiny("vhred", word_dropout=1.0), VOCAB)
     tgt = pad_dialogue_batch(examples())["tgt"]
