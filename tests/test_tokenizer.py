@@ -49,6 +49,22 @@ def test_word_min_freq_and_unknowns() -> None:
     assert WordTokenizer.train(["x x y", "x y z"], max_vocab=5).tokens[4:] == ["x"]
 
 
+def test_word_tokenizer_segments_unspaced_japanese_into_vocabulary_words() -> None:
+    # a KyTea-segmented corpus; the user types Japanese without spaces
+    lines = ["私 は テニス 部 の 部員 で す 。", "私 は 学生 で す 。", "彼 は テニス が 好き で す 。",
+             "テニス は 楽し い 。"] * 3
+    tok = WordTokenizer.train(lines)
+    assert tok.pieces("私はテニス部の部員です。") == "私 は テニス 部 の 部員 で す 。".split()
+    assert tok.pieces("彼はテニスが好きです") == "彼 は テニス が 好き で す".split()
+    # a character outside the vocabulary is its own (unknown) piece; Latin runs stay whole
+    assert tok.pieces("彼はiPhoneが好き") == ["彼", "は", "iPhone", "が", "好き"]
+    assert tok.pieces("猫は楽しい") == ["猫", "は", "楽し", "い"]
+    assert tok.encode("猫は")[0] == UNK
+    # spaced (corpus-style) input, known words and other scripts are untouched
+    assert tok.pieces("私 は 学生 で す 。") == "私 は 学生 で す 。".split()
+    assert tok.pieces("hello wrld") == ["hello", "wrld"]
+
+
 def test_word_save_load_round_trip(tmp_path: Path) -> None:
     tok = train_tokenizer(_text(), "word", lowercase=True)
     tok.save(tmp_path)

@@ -36,8 +36,24 @@ class Tokenizer(Protocol):
     def save(self, folder: Path) -> None: ...
 
 
+def _is_cjk(ch: str) -> bool:
+    """Japanese/Chinese script: CJK punctuation, kana, ideographs, full-width forms."""
+    o = ord(ch)
+    return (0x3000 <= o <= 0x30FF or 0x3400 <= o <= 0x4DBF or 0x4E00 <= o <= 0x9FFF
+            or 0xF900 <= o <= 0xFAFF or 0xFF00 <= o <= 0xFFEF)
+
+
 class WordTokenizer:
-    """Whitespace tokens; words below `min_freq` (or beyond `max_vocab`) -> <unk>."""
+    """Whitespace tokens; words below `min_freq` (or beyond `max_vocab`) -> <unk>.
+
+    Japanese is written without spaces, while word-level corpora such as
+    small_parallel_enja come segmented (KyTea). So that a user can type
+    "私はテニス部員です。", a token the vocabulary does not know is split where it
+    is Japanese/Chinese script: the segmentation into vocabulary words with the
+    lowest cost, cost(word) = log(frequency rank) (Zipf: -log p up to a
+    constant), a character outside the vocabulary costing more than any word
+    (Viterbi over the characters). Known tokens and other scripts are untouched.
+    """
 
     kind = "word"
 
@@ -69,7 +85,52 @@ class WordTokenizer:
         return len(self.tokens)
 
     def pieces(self, text: str) -> list[str]:
-        return (text.lower() if self.lowercase else text).split()
+        words = (text.lower() if self.lowercase else text).split()
+        index = self.index
+        if all(w in index for w in words):
+            return words
+        out: list[str] = []
+        for w in words:
+            if w in index or not any(_is_cjk(c) for c in w):
+                out.append(w)
+                continue
+            start = 0  # runs of CJK script are segmented; other runs stay whole
+            for i in range(1, len(w) + 1):
+                if i == len(w) or _is_cjk(w[i]) != _is_cjk(w[start]):
+                    run = w[start:i]
+                    out.extend(self._segment(run) if _is_cjk(run[0]) else [run])
+                    start = i
+        return out
+
+    def _segment(self, run: str) -> list[str]:
+        """The lowest-cost split of `run` into vocabulary words (Viterbi)."""
+        import math
+
+        longest = getattr(self, "_longest", None)
+        if longest is None:
+            longest = self._longest = min(16, max(
+                (len(t) for t in self.tokens if t and _is_cjk(t[0])), default=1))
+        unknown = math.log(len(self.tokens) + 1) + 10.0
+        n = len(run)
+        best = [0.0] + [math.inf] * n  # best[i]: cost of run[:i]
+        back = [0] * (n + 1)
+        for i in range(1, n + 1):
+            for j in range(max(0, i - longest), i):
+                rank = self.index.get(run[j:i])
+                if rank is not None and rank >= len(SPECIALS):
+                    cost = math.log(rank)
+                elif i - j == 1:
+                    cost = unknown
+                else:
+                    continue
+                if best[j] + cost < best[i]:
+                    best[i], back[i] = best[j] + cost, j
+        parts: list[str] = []
+        i = n
+        while i > 0:
+            parts.append(run[back[i]:i])
+            i = back[i]
+        return parts[::-1]
 
     def encode(self, text: str) -> list[int]:
         get = self.index.get
