@@ -17,13 +17,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SHIPPED = [(DEFAULT_LM, "lm", "seqtool train lm"),
            ("translate-de-en", "translate", "seqtool train translate"),
+           ("translate-en-ja", "translate", "seqtool train translate"),
+           ("translate-ja-en", "translate", "seqtool train translate"),
            ("chat-dailydialog", "chat", "seqtool train chat")]
 
 
 @pytest.mark.parametrize("name, kind, recipe", SHIPPED)
 def test_shipped_model_is_small_fp16_and_has_a_card(name: str, kind: str, recipe: str) -> None:
     folder = shipped_model(name)
-    size = sum(f.stat().st_size for f in folder.iterdir())
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     assert size < 20e6, f"shipped model is {size / 1e6:.1f} MB; keep it under 20 MB"
     from safetensors import safe_open
 
@@ -72,6 +74,37 @@ def test_shipped_translator_is_picked_by_language_pair() -> None:
     assert proc.returncode == 0, proc.stderr
     best = json.loads(proc.stdout)["translations"][0]["text"]
     assert "man" in best.lower() and ("bicycle" in best.lower() or "bike" in best.lower()), best
+
+
+@pytest.mark.parametrize("src, tgt, text, expect", [
+    ("ja", "en", "私はテニス部員です。", "tennis"),  # typed without spaces: segmented
+    ("ja", "en", "彼 は 毎朝 早 く 起き る 。", "morning"),  # the corpus's KyTea style
+    ("en", "ja", "i 'm in the tennis club .", "テニス"),
+])
+def test_shipped_english_japanese_translators(src: str, tgt: str, text: str, expect: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "seqtool", "translate", text, "--src", src,
+                           "--tgt", tgt, "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    best = json.loads(proc.stdout)["translations"][0]["text"]
+    assert expect in best.lower(), best
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("src, tgt", [("en", "ja"), ("ja", "en")])
+def test_shipped_enja_translators_test_bleu(corpora_dir: Path, src: str, tgt: str) -> None:
+    """small_parallel_enja test BLEU (sacreBLEU, tokenize none on the corpus's
+    words, beam 5) as the model card states it."""
+    from seqtool.commands.evaluate import evaluate_translate
+    from seqtool.data.corpora import import_corpus
+
+    import_corpus("small_parallel_enja", corpora_dir / "small_parallel_enja")
+    result = evaluate_translate(None, "small_parallel_enja", "test", src, tgt, None, None,
+                                {"beam": 5})
+    assert result["sentences"] == 500
+    assert result["bleu"] >= 30, result
+    assert "tok:none" in result["bleu_signature"], result["bleu_signature"]
+    card = (shipped_model(f"translate-{src}-{tgt}") / "MODEL_CARD.md").read_text("utf-8")
+    assert f"{result['bleu']:.2f}" in card, "the model card must state the measured figure"
 
 
 @pytest.mark.slow
