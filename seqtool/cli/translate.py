@@ -177,6 +177,8 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
     Example:
       seqtool translate "Ein Mann fährt Fahrrad." --model runs/m30k
       seqtool translate "Ein Mann fährt Fahrrad." --src de --tgt en --beam 5 --nbest 3
+      seqtool translate "彼は毎朝早く起きる。" --src ja --tgt en
+      seqtool translate "i like to read books ." --src en --tgt ja
       cat test.de | seqtool translate --model runs/m30k > test.hyp
       seqtool translate --model runs/m30k --reference test.en < test.de > test.hyp
       seqtool translate "Zwei Hunde spielen." --model runs/m30k --show-attention
