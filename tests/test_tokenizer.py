@@ -57,12 +57,27 @@ def test_word_tokenizer_segments_unspaced_japanese_into_vocabulary_words() -> No
     assert tok.pieces("私はテニス部の部員です。") == "私 は テニス 部 の 部員 で す 。".split()
     assert tok.pieces("彼はテニスが好きです") == "彼 は テニス が 好き で す".split()
     # a character outside the vocabulary is its own (unknown) piece; Latin runs stay whole
-    assert tok.pieces("彼はiPhoneが好き") == ["彼", "は", "iPhone", "が", "好き"]
+    assert tok.pieces("彼はiPhoneが好き") == ["彼", "は", "iphone", "が", "好き"]  # no case in vocab
     assert tok.pieces("猫は楽しい") == ["猫", "は", "楽し", "い"]
     assert tok.encode("猫は")[0] == UNK
     # spaced (corpus-style) input, known words and other scripts are untouched
     assert tok.pieces("私 は 学生 で す 。") == "私 は 学生 で す 。".split()
     assert tok.pieces("hello wrld") == ["hello", "wrld"]
+
+
+def test_word_tokenizer_reads_plain_english_as_a_tokenized_lowercased_corpus() -> None:
+    corpus = ["i don 't know .", "it 's a book , is it ?", "he said \" hello \" ."] * 2
+    tok = WordTokenizer.train(corpus)
+    assert tok.pieces("I don't know.") == "i don 't know .".split()
+    assert tok.pieces('He said "hello."') == ["he", "said", '"', "hello", ".", '"']
+    assert tok.pieces("It's a book, is it?") == "it 's a book , is it ?".split()
+    # PTB style clitics, and a cased vocabulary keeps the case
+    ptb = WordTokenizer.train(["I do n't know .", "Do n't ."])
+    assert ptb.pieces("I don't know.") == ["I", "do", "n't", "know", "."]
+    assert ptb.pieces("i know") == ["i", "know"] and ptb.encode("i")[0] == UNK
+    # unknown words stay whole; known tokens are never split
+    assert tok.pieces("Zorp's.") == ["zorp's", "."]
+    assert WordTokenizer.train(["e.g. ok"]).pieces("e.g. ok") == ["e.g.", "ok"]
 
 
 def test_word_save_load_round_trip(tmp_path: Path) -> None:

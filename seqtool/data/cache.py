@@ -37,7 +37,7 @@ from seqtool.errors import DataError
 if TYPE_CHECKING:
     from torch import Tensor
 
-CACHE_VERSION = "2"  # bump when the stream layout or a tokenizer's encoding changes
+CACHE_VERSION = "3"  # bump when the stream layout or a tokenizer's encoding changes
 # str.splitlines() breaks lines at these too; datasets' text reader does not.
 _EXTRA_LINE_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 

@@ -43,6 +43,10 @@ def _is_cjk(ch: str) -> bool:
             or 0xF900 <= o <= 0xFAFF or 0xFF00 <= o <= 0xFFEF)
 
 
+_OPENING = frozenset("\"'([{")
+_CLOSING = frozenset(".,!?;:\"')]}")
+
+
 class WordTokenizer:
     """Whitespace tokens; words below `min_freq` (or beyond `max_vocab`) -> <unk>.
 
@@ -52,7 +56,10 @@ class WordTokenizer:
     is Japanese/Chinese script: the segmentation into vocabulary words with the
     lowest cost, cost(word) = log(frequency rank) (Zipf: -log p up to a
     constant), a character outside the vocabulary costing more than any word
-    (Viterbi over the characters). Known tokens and other scripts are untouched.
+    (Viterbi over the characters). Likewise an unknown token in other scripts is
+    tried in the corpus's tokenized form: punctuation split off, a clitic split
+    off ("don't" -> "don 't"), and all input lower-cased when the vocabulary has
+    no upper case. Known tokens are untouched.
     """
 
     kind = "word"
@@ -85,14 +92,19 @@ class WordTokenizer:
         return len(self.tokens)
 
     def pieces(self, text: str) -> list[str]:
-        words = (text.lower() if self.lowercase else text).split()
+        if self.lowercase or self._uncased():
+            text = text.lower()
+        words = text.split()
         index = self.index
         if all(w in index for w in words):
             return words
         out: list[str] = []
         for w in words:
-            if w in index or not any(_is_cjk(c) for c in w):
+            if w in index:
                 out.append(w)
+                continue
+            if not any(_is_cjk(c) for c in w):
+                out.extend(self._split_word(w))
                 continue
             start = 0  # runs of CJK script are segmented; other runs stay whole
             for i in range(1, len(w) + 1):
@@ -101,6 +113,34 @@ class WordTokenizer:
                     out.extend(self._segment(run) if _is_cjk(run[0]) else [run])
                     start = i
         return out
+
+    def _uncased(self) -> bool:
+        """True when no vocabulary word has an upper-case letter (a lower-cased
+        corpus): then input is lower-cased, as it could only meet <unk> otherwise."""
+        uncased = getattr(self, "_uncased_vocab", None)
+        if uncased is None:
+            uncased = self._uncased_vocab = all(t == t.lower() for t in self.tokens)
+        return uncased
+
+    def _split_word(self, w: str) -> list[str]:
+        """An unknown token as the tokenized corpora write it: punctuation split off
+        its edges ("books." -> "books", "."), then a clitic off its end where that
+        gives known words ("don't" -> "don", "'t", or "do", "n't" as in PTB)."""
+        lead, trail = [], []
+        while len(w) > 1 and w[0] in _OPENING:
+            lead.append(w[0])
+            w = w[1:]
+        while len(w) > 1 and w[-1] in _CLOSING:
+            trail.append(w[-1])
+            w = w[:-1]
+        core = [w]
+        if w not in self.index and "'" in w[1:]:
+            k = w.rindex("'")
+            for parts in ([w[:k], w[k:]], [w[:k - 1], w[k - 1:]]):
+                if all(p in self.index for p in parts):
+                    core = parts
+                    break
+        return lead + core + trail[::-1]
 
     def _segment(self, run: str) -> list[str]:
         """The lowest-cost split of `run` into vocabulary words (Viterbi)."""
