@@ -62,7 +62,7 @@ def run_seqtool(data: Path, out: Path, steps: int, precision: str) -> dict:
 
     from seqtool.commands.train_translate import train_translate
     from seqtool.commands.translate import load_translator, search_settings, translate_lines
-    from seqtool.config import load_config
+    from seqtool.configfile import load_config
     from seqtool.training import NullReporter
 
     class Capture(NullReporter):

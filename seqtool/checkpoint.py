@@ -155,7 +155,7 @@ def load_checkpoint(path: str | Path, expect_kind: str | tuple[str, ...] | None 
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_model
 
-    from seqtool.config import build_config
+    from seqtool.configfile import build_config
     from seqtool.data.tokenizer import load_tokenizer
     from seqtool.models import build_model
 

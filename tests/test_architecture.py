@@ -13,7 +13,8 @@ import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "seqtool"
 HEAVY = ("torch", "datasets", "sacrebleu", "sentencepiece", "matplotlib")
-LIGHT_MODULES = ["cli/*.py", "console/*.py", "errors.py", "config.py", "commands/*.py"]
+LIGHT_MODULES = ["cli/*.py", "console/*.py", "errors.py", "config.py", "configfile.py",
+                 "commands/*.py"]
 CLI = PKG / "cli"
 
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from seqtool.config import (
-    MODEL_CONFIGS,
-    RunConfig,
-    TrainConfig,
+from seqtool.config import MODEL_CONFIGS, RunConfig, TrainConfig
+from seqtool.configfile import (
     build_config,
     load_config,
     parse_override,

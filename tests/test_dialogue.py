@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from seqtool.checkpoint import load_checkpoint, save_checkpoint
-from seqtool.config import ChatModelConfig, RunConfig, load_config
+from seqtool.config import ChatModelConfig, RunConfig
+from seqtool.configfile import load_config
 from seqtool.data.dialogue import (
     Dialogue,
     DialogueData,

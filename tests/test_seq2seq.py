@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from seqtool.config import Seq2SeqModelConfig, build_config
+from seqtool.config import Seq2SeqModelConfig
+from seqtool.configfile import build_config
 from seqtool.data.buckets import bucket_batches
 from seqtool.data.parallel import (
     ParallelData,

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 import seqtool.training
 from seqtool.checkpoint import WEIGHTS_FILE
 from seqtool.commands.train import resume_config, train_lm
-from seqtool.config import build_config
+from seqtool.configfile import build_config
 from seqtool.errors import Interrupted, TrainingError
 from seqtool.models.lm import RNNLM
 

@@ -15,7 +15,8 @@ from cli_runner import Result, assert_user_error, run_cli
 from safetensors.torch import load_file
 
 from seqtool.checkpoint import CONFIG_FILE, TGT_DIR, WEIGHTS_FILE, load_checkpoint, save_checkpoint
-from seqtool.config import RunConfig, Seq2SeqModelConfig, build_config
+from seqtool.config import RunConfig, Seq2SeqModelConfig
+from seqtool.configfile import build_config
 from seqtool.data.parallel import pad_batch
 from seqtool.data.tokenizer import WordTokenizer
 from seqtool.data.toy import chars, date_pairs

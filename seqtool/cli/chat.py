@@ -52,7 +52,7 @@ def train_chat_cmd(arch: str | None, corpus: str | None, train_file: Path | None
       seqtool train chat --train-file d.txt --valid-file v.txt --config chat-tiny
     """
     from seqtool.commands.train_chat import train_chat
-    from seqtool.config import load_config
+    from seqtool.configfile import load_config
     from seqtool.console import RichReporter, print_json, stdout_console
 
     if resume is not None:

@@ -45,7 +45,7 @@ def train_lm_cmd(corpus: str | None, train_file: Path | None, valid_file: Path |
           --init-embeddings vectors.txt
     """
     from seqtool.commands.train import train_lm
-    from seqtool.config import load_config
+    from seqtool.configfile import load_config
     from seqtool.console import RichReporter, print_json, stdout_console
     from seqtool.console.word2vec import print_init_embeddings
 

@@ -52,7 +52,7 @@ def train_translate_cmd(corpus: str | None, src_lang: str | None, tgt_lang: str 
       seqtool train translate --resume runs/tiny --set train.epochs=20
     """
     from seqtool.commands.train_translate import train_translate
-    from seqtool.config import load_config
+    from seqtool.configfile import load_config
     from seqtool.console import RichReporter, print_json, stdout_console
 
     files = {"train_src": train_src, "train_tgt": train_tgt, "valid_src": valid_src,

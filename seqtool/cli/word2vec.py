@@ -70,7 +70,7 @@ def train_word2vec_cmd(corpus: str | None, train_file: Path | None, arch: str, d
       seqtool train word2vec --train-file text.txt --arch cbow --dim 50 --min-count 2
     """
     from seqtool.commands.word2vec import train_word2vec
-    from seqtool.config import load_config
+    from seqtool.configfile import load_config
     from seqtool.console.word2vec import Word2VecReporter
     from seqtool.console import print_json, stdout_console
 

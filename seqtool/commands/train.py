@@ -10,7 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from seqtool.config import RunConfig, build_config
+from seqtool.config import RunConfig
+from seqtool.configfile import build_config
 from seqtool.errors import ConfigError, DataError, TrainingError
 
 
@@ -137,7 +138,7 @@ def check_same_architecture(old: RunConfig, new: RunConfig) -> None:
 def resume_config(run_dir: Path, overrides: tuple[str, ...] = ()) -> RunConfig:
     """The run's own config with `--set` overrides; the architecture may not change."""
     from seqtool.checkpoint import read_meta
-    from seqtool.config import parse_override
+    from seqtool.configfile import parse_override
 
     last = Path(run_dir) / "last"
     if not (last / "config.json").exists():

@@ -1,0 +1,170 @@
+"""Reading configs: presets and TOML files, `--set table.key=value` overrides,
+and the strict checks that turn them into the typed, frozen tables of
+seqtool.config (unknown keys with a "did you mean", choices and ranges)."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from seqtool.config import (
+    MODEL_CONFIGS,
+    TABLES,
+    DataConfig,
+    RunConfig,
+    SearchConfig,
+    TokenizerConfig,
+    TrainConfig,
+)
+from seqtool.errors import ConfigError, did_you_mean
+
+
+def _table_classes(task: str) -> dict[str, type]:
+    if task not in MODEL_CONFIGS:
+        raise ConfigError(f"unknown task {task!r}",
+                          f"valid tasks: {', '.join(sorted(MODEL_CONFIGS))}")
+    return {"data": DataConfig, "tokenizer": TokenizerConfig,
+            "model": MODEL_CONFIGS[task], "train": TrainConfig, "search": SearchConfig}
+
+
+def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
+    typ = f.type if not isinstance(f.type, str) else eval(f.type, vars(typing) | {"tuple": tuple})
+    origin = typing.get_origin(typ)
+    try:
+        if typ is bool:
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+                value = value.lower() in ("true", "1", "yes")
+            if not isinstance(value, bool):
+                raise TypeError
+        elif typ is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            value = int(value)
+        elif typ is float:
+            if isinstance(value, bool):
+                raise TypeError
+            value = float(value)
+            if value != value:  # NaN passes every range check
+                raise ValueError
+        elif typ is str:
+            if not isinstance(value, str):
+                raise TypeError
+        elif origin is tuple:
+            if isinstance(value, str):
+                value = [v for v in value.replace(",", " ").split() if v]
+            if any(isinstance(v, bool) or isinstance(v, float) and not v.is_integer()
+                   for v in value):
+                raise TypeError
+            value = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        tname = getattr(typ, "__name__", str(typ))
+        raise ConfigError(f"{where} must be {tname}, got {value!r}") from None
+    meta = f.metadata
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"{where} = {value!r} is not a valid choice",
+                          f"choose one of: {', '.join(meta['choices'])}")
+    low, high = meta.get("low"), meta.get("high")
+    if low is not None and value < low or high is not None and value > high:
+        rng = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+        raise ConfigError(f"{where} = {value!r} is out of range", f"allowed range: {rng}")
+    return value
+
+
+def _build_table(cls: type, values: dict[str, Any], table: str) -> Any:
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            raise ConfigError(f"unknown config key '{table}.{key}'",
+                              did_you_mean(key, names) or f"valid keys in [{table}]: "
+                              + ", ".join(names))
+        kwargs[key] = _coerce(value, names[key], f"{table}.{key}")
+    return cls(**kwargs)
+
+
+def build_config(raw: dict[str, Any]) -> RunConfig:
+    """Validate a nested dict (from TOML or JSON) into a RunConfig."""
+    raw = dict(raw)
+    task = raw.pop("task", "lm")
+    classes = _table_classes(task)
+    for key in raw:
+        if key not in classes:
+            raise ConfigError(f"unknown config table [{key}]",
+                              did_you_mean(key, classes) or "valid tables: " + ", ".join(TABLES))
+        if not isinstance(raw[key], dict):
+            raise ConfigError(f"[{key}] must be a table")
+    tables = {t: _build_table(cls, raw.get(t, {}), t) for t, cls in classes.items()}
+    return RunConfig(task=task, **tables)
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """'train.lr=3e-4' -> ('train', 'lr', 3e-4)."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError(f"bad --set {text!r}", "write it as table.key=value, e.g. train.lr=3e-4")
+    key, value = text.split("=", 1)
+    table, name = key.strip().split(".", 1)
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return table, name, parsed
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}",
+                          "give a TOML file path or a preset name (seqtool train lm --help)")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot parse {p}: {exc}", "check the TOML syntax") from None
+
+
+def preset_names() -> list[str]:
+    files = resources.files("seqtool.presets").iterdir()
+    return sorted(p.name[:-5] for p in files if p.name.endswith(".toml"))
+
+
+def preset_task(name: str) -> str:
+    """The task a shipped preset is for ("lm", "translate")."""
+    text = resources.files("seqtool.presets").joinpath(name + ".toml").read_text()
+    return str(tomllib.loads(text).get("task", "lm"))
+
+
+def load_config(task: str, preset: str | None, overrides: tuple[str, ...] = (),
+                extra: dict[str, dict[str, Any]] | None = None) -> RunConfig:
+    """Preset or TOML file, then `extra` (from flags), then `--set` overrides."""
+    raw: dict[str, Any] = {}
+    if preset:
+        if Path(preset).suffix == ".toml" or Path(preset).exists():
+            raw = read_toml(preset)
+        elif preset in preset_names():
+            text = resources.files("seqtool.presets").joinpath(preset + ".toml").read_text()
+            raw = tomllib.loads(text)
+        else:
+            raise ConfigError(f"unknown preset {preset!r}",
+                              did_you_mean(preset, preset_names())
+                              or "presets: " + ", ".join(preset_names()))
+    raw.setdefault("task", task)
+    if raw["task"] != task:
+        raise ConfigError(f"config is for task {raw['task']!r}, not {task!r}")
+    for table, values in (extra or {}).items():
+        raw.setdefault(table, {}).update({k: v for k, v in values.items() if v is not None})
+    for text in overrides:
+        table, name, value = parse_override(text)
+        raw.setdefault(table, {})[name] = value
+    return build_config(raw)
+
+
+def describe(cls: type) -> list[tuple[str, str, str]]:
+    """(key, default, help) rows, for `--help` texts and docs."""
+    rows = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        rows.append((f.name, repr(default), f.metadata.get("help", "")))
+    return rows
