@@ -71,6 +71,11 @@ class WordTokenizer:
         self.tokens = tokens
         self.lowercase = lowercase
         self.index = {t: i for i, t in enumerate(tokens)}
+        # no upper case in the vocabulary (a lower-cased corpus): input is lower-cased,
+        # as it could only meet <unk> otherwise
+        self._uncased = all(t == t.lower() for t in tokens)
+        # the longest Japanese/Chinese-script word, for _segment
+        self._longest = min(16, max((len(t) for t in tokens if t and _is_cjk(t[0])), default=1))
 
     @classmethod
     def train(cls, lines: Iterable[str], min_freq: int = 1, max_vocab: int = 0,
@@ -92,7 +97,7 @@ class WordTokenizer:
         return len(self.tokens)
 
     def pieces(self, text: str) -> list[str]:
-        if self.lowercase or self._uncased():
+        if self.lowercase or self._uncased:
             text = text.lower()
         words = text.split()
         index = self.index
@@ -113,14 +118,6 @@ class WordTokenizer:
                     out.extend(self._segment(run) if _is_cjk(run[0]) else [run])
                     start = i
         return out
-
-    def _uncased(self) -> bool:
-        """True when no vocabulary word has an upper-case letter (a lower-cased
-        corpus): then input is lower-cased, as it could only meet <unk> otherwise."""
-        uncased = getattr(self, "_uncased_vocab", None)
-        if uncased is None:
-            uncased = self._uncased_vocab = all(t == t.lower() for t in self.tokens)
-        return uncased
 
     def _split_word(self, w: str) -> list[str]:
         """An unknown token as the tokenized corpora write it: punctuation split off
@@ -146,10 +143,7 @@ class WordTokenizer:
         """The lowest-cost split of `run` into vocabulary words (Viterbi)."""
         import math
 
-        longest = getattr(self, "_longest", None)
-        if longest is None:
-            longest = self._longest = min(16, max(
-                (len(t) for t in self.tokens if t and _is_cjk(t[0])), default=1))
+        longest = self._longest
         unknown = math.log(len(self.tokens) + 1) + 10.0
         n = len(run)
         best = [0.0] + [math.inf] * n  # best[i]: cost of run[:i]
