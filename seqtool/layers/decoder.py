@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from seqtool.layers.attention import make_attention
 from seqtool.layers.encoder import Encoded
+from seqtool.layers.fused_decoder import fusable, fused_forward
 from seqtool.layers.rnn import make_rnn
 
 STATE_BATCH_DIM = {"memory": 1, "keys": 1, "mask": 1, "summary": 0, "hidden": 1,
@@ -105,6 +106,7 @@ class RecurrentDecoder(nn.Module):
                         if self.attention is not None else None)
         self.drop = nn.Dropout(dropout)
         self.output_size = hidden if self.attention is not None else hidden + peek
+        self.use_fused = True  # False: teacher forcing step by step through autograd
 
     # --- state -----------------------------------------------------------------
     def init_state(self, enc: Encoded, mask: Tensor) -> dict[str, Any]:
@@ -158,6 +160,8 @@ class RecurrentDecoder(nn.Module):
 
     def forward(self, emb: Tensor, state: dict[str, Any]) -> Tensor:
         """Teacher forcing: emb (T, B, E) -> outputs (T, B, output_size)."""
+        if self.feeding and self.use_fused and fusable(self):  # see layers/fused_decoder.py
+            return fused_forward(self, emb, state)
         if self.feeding:  # a_{t-1} feeds step t: loop over time
             outs = []
             for t in range(emb.shape[0]):
