@@ -9,6 +9,8 @@ the same perplexity after the same number of tokens.
 
 Configurations (all on the same PTB windows, same seeds, SGD lr 20, clip 0.25):
   reference-fp32          bench/reference_lm.py (the pytorch/examples recipe)
+  reference-fp32-malloc   the same, run last, with seqtool's malloc settings
+                          (seqtool/allocator.py), to show their share
   seqtool-fp32            seqtool RNNLM (full tied softmax) through seqtool.training.Trainer
   seqtool-bf16            the same under bf16 autocast (TrainConfig.precision = "bf16")
   seqtool-adaptive-bf16   softmax="adaptive", cutoffs (2000, 5000), bf16
@@ -57,6 +59,7 @@ from _common import fmt, machine_info, markdown_table, write_result  # noqa: E40
 from matmul_peak import measure_peak  # noqa: E402
 from reference_lm import ReferenceLSTMLM, evaluate, train_steps  # noqa: E402
 
+from seqtool.allocator import keep_freed_memory  # noqa: E402
 from seqtool.config import LMModelConfig, TrainConfig  # noqa: E402
 from seqtool.data.lm import LMData, encode_stream  # noqa: E402
 from seqtool.data.text import read_lines  # noqa: E402
@@ -64,7 +67,8 @@ from seqtool.data.tokenizer import WordTokenizer  # noqa: E402
 from seqtool.models.lm import RNNLM  # noqa: E402
 from seqtool.training import Trainer  # noqa: E402
 
-CONFIGS = ("reference-fp32", "seqtool-fp32", "seqtool-bf16", "seqtool-adaptive-bf16")
+CONFIGS = ("reference-fp32", "seqtool-fp32", "seqtool-bf16", "seqtool-adaptive-bf16",
+           "reference-fp32-malloc")
 ADAPTIVE_CUTOFFS = (2000, 5000)
 REFERENCE_TOKENS_PER_S = 1785.0  # the figure for pytorch/examples, fp32
 
@@ -357,11 +361,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     peak_before = {d: measure_peak(d, args.peak_seconds) for d in ("fp32", "bf16")}
 
     results: list[RunResult] = []
-    for name in args.configs:
+    # In CONFIGS order: the reference runs first, with glibc's default malloc as its
+    # users run it; seqtool's Trainer then keeps freed memory (seqtool/allocator.py) for
+    # the rest of the process, so reference-fp32-malloc (last) shows what that setting
+    # alone gives the reference.
+    for name in [c for c in CONFIGS if c in args.configs]:
         log(f"running {name} for {args.steps} steps")
         t0 = time.perf_counter()
-        if name == "reference-fp32":
+        if name.startswith("reference-fp32"):
+            if name.endswith("malloc"):
+                keep_freed_memory()
             res = run_reference(args, ptb, flops["full"])
+            res.name = name
         else:
             softmax = "adaptive" if "adaptive" in name else "full"
             precision = "bf16" if name.endswith("bf16") else "fp32"

@@ -1,7 +1,9 @@
 """Batched beam search, written once against the step protocol (models/base.py).
 
 It calls only `start`, `step` and `reorder`, so it decodes every model that
-speaks the protocol (seq2seq, LM, HRED) without knowing which it is. B
+speaks the protocol (seq2seq, LM, HRED) without knowing which it is (a model may
+add `reorder_within_sources`, used while every row stays with its sentence, to
+skip copying what the rows of one sentence share). B
 sentences x K beams are decoded as B*K rows of one batch; a sentence leaves
 the batch (one `reorder` with the surviving rows) as soon as its result is
 final, so short sentences stop costing time.
@@ -154,7 +156,8 @@ def beam_search(model: Any, batch: dict[str, Tensor], *, beam_size: int = 5, n_b
             bound = best_alive[a] / length_penalty(horizon, alpha)
             if len(done) < n_best or done[n_best - 1] < bound:
                 still.append(a)
-        if len(still) < len(active):
+        same_sentences = len(still) == len(active)
+        if not same_sentences:
             keep_rows = (torch.tensor(still, dtype=torch.long, device=device)[:, None] * k
                          + torch.arange(k, device=device)).view(-1)
             parent, tok, scores = parent[still], tok[still], scores[still]
@@ -163,6 +166,9 @@ def beam_search(model: Any, batch: dict[str, Tensor], *, beam_size: int = 5, n_b
                 attn_hist = attn_hist[keep_rows]
             active = [active[a] for a in still]
         if active:
-            state = model.reorder(state, parent.view(-1))
+            reorder = model.reorder
+            if same_sentences and hasattr(model, "reorder_within_sources"):
+                reorder = model.reorder_within_sources  # each row stays with its sentence
+            state = reorder(state, parent.view(-1))
             tokens = tok.view(-1)
     return [sorted(hyps, key=lambda h: h.score, reverse=True)[:n_best] for hyps in finished]

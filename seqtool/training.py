@@ -244,6 +244,9 @@ class Trainer:
         return max(scores) if self.data.higher_is_better else min(scores)
 
     def run(self) -> dict[str, Any]:
+        from seqtool.allocator import keep_freed_memory
+
+        keep_freed_memory()  # no page faults on each step's fresh buffers (allocator.py)
         cfg, st = self.cfg, self.state
         self.model.to(self.device).train()
         steps_per_epoch = self.data.steps_per_epoch()

@@ -232,6 +232,33 @@ def test_batch_equals_one_sentence_at_a_time():
             assert float(a.attention[:, n:].abs().sum()) == 0.0
 
 
+def test_reorder_within_sources_skips_the_memory_and_changes_nothing(monkeypatch):
+    """Beam search keeps a sentence's memory as it is while no sentence leaves the
+    batch (Seq2Seq.reorder_within_sources); the results equal full reorders."""
+    from seqtool.models.seq2seq import Seq2Seq
+
+    model = tiny_seq2seq(6)
+    batch = random_batch(6, 4)
+    limits = length_limits(batch["src_len"], 1.5, 3, 100)
+    calls = {"within": 0}
+    plain = Seq2Seq.reorder_within_sources
+
+    def counting(self, state, index):
+        calls["within"] += 1
+        out = plain(self, state, index)
+        assert out["memory"] is state["memory"] and out["keys"] is state["keys"]
+        return out
+
+    monkeypatch.setattr(Seq2Seq, "reorder_within_sources", counting)
+    fast = beam_search(model, batch, beam_size=4, n_best=2, max_len=limits)
+    assert calls["within"] > 0
+    monkeypatch.delattr(Seq2Seq, "reorder_within_sources")
+    full = beam_search(model, batch, beam_size=4, n_best=2, max_len=limits)
+    for a, b in zip(fast, full):
+        assert [h.tokens for h in a] == [h.tokens for h in b]
+        assert [h.score for h in a] == [h.score for h in b]
+
+
 def test_length_limits_and_attention_rows():
     model = tiny_seq2seq(5)
     batch = random_batch(5, 4)

@@ -27,7 +27,9 @@ whole target runs through one fused nn.GRU/nn.LSTM call and the attention
 for all steps is one batched computation.
 
 The decoding state is a dict of tensors; `STATE_BATCH_DIM` says which
-dimension of each holds the batch rows (for reorder).
+dimension of each holds the batch rows (for reorder). The PER_SOURCE entries
+are the same for every row decoded from one source (the beams of a sentence),
+so a reorder that keeps each row among its own source's rows leaves them be.
 """
 
 from __future__ import annotations
@@ -41,9 +43,11 @@ from seqtool.layers.attention import make_attention
 from seqtool.layers.encoder import Encoded
 from seqtool.layers.fused_decoder import fusable, fused_forward
 from seqtool.layers.rnn import make_rnn
+from seqtool.models.base import reorder_nested
 
 STATE_BATCH_DIM = {"memory": 1, "keys": 1, "mask": 1, "summary": 0, "hidden": 1,
                    "feed": 0, "attn": 0}
+PER_SOURCE = ("memory", "keys", "mask", "summary")  # equal across the rows of one source
 BRIDGES = ("last", "linear", "none")
 
 _CELLS = {"GRU": torch.gru_cell, "RNN_TANH": torch.rnn_tanh_cell,
@@ -173,3 +177,14 @@ class RecurrentDecoder(nn.Module):
             x = torch.cat([emb, state["summary"][None].expand(emb.shape[0], -1, -1)], -1)
         h, _ = self.rnn(x, state["hidden"])  # (T, B, H): one fused call
         return self._output(h, state)[0]
+
+
+def reorder_state(state: dict[str, Any], index: Tensor, within_sources: bool = False
+                  ) -> dict[str, Any]:
+    """Select rows `index` of a decoding state. within_sources: each new row comes
+    from a row of the same source (beam search between two changes of the set of
+    sentences), so the PER_SOURCE tensors, identical within a source, are kept
+    as they are instead of being copied (memory and keys are the largest)."""
+    return {k: v if within_sources and k in PER_SOURCE
+            else reorder_nested(v, index, STATE_BATCH_DIM.get(k, 0))
+            for k, v in state.items()}

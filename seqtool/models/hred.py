@@ -32,10 +32,10 @@ from torch import Tensor, nn
 from seqtool.config import ChatModelConfig
 from seqtool.data.tokenizer import BOS, PAD
 from seqtool.errors import ConfigError
-from seqtool.layers.decoder import STATE_BATCH_DIM, RecurrentDecoder, output_layer
+from seqtool.layers.decoder import RecurrentDecoder, output_layer, reorder_state
 from seqtool.layers.encoder import Encoded, RecurrentEncoder
 from seqtool.layers.rnn import make_rnn
-from seqtool.models.base import LossResult, reorder_nested
+from seqtool.models.base import LossResult
 
 
 def check_config(cfg: ChatModelConfig) -> None:
@@ -165,8 +165,10 @@ class HRED(nn.Module):
         return torch.log_softmax(self.logits(out).float(), dim=-1), state  # (B, V)
 
     def reorder(self, state: dict[str, Any], index: Tensor) -> dict[str, Any]:
-        return {k: reorder_nested(v, index, STATE_BATCH_DIM.get(k, 0))
-                for k, v in state.items()}
+        return reorder_state(state, index)
+
+    def reorder_within_sources(self, state: dict[str, Any], index: Tensor) -> dict[str, Any]:
+        return reorder_state(state, index, within_sources=True)
 
 
 def build_dialogue_model(cfg: ChatModelConfig, vocab_size: int) -> nn.Module:

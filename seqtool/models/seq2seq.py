@@ -23,9 +23,9 @@ from torch import Tensor, nn
 from seqtool.config import Seq2SeqModelConfig
 from seqtool.data.tokenizer import BOS, PAD
 from seqtool.errors import ConfigError
-from seqtool.layers.decoder import STATE_BATCH_DIM, RecurrentDecoder, output_layer
+from seqtool.layers.decoder import RecurrentDecoder, output_layer, reorder_state
 from seqtool.layers.encoder import RecurrentEncoder, flip_padded
-from seqtool.models.base import LossResult, reorder_nested
+from seqtool.models.base import LossResult
 
 
 def check_config(cfg: Seq2SeqModelConfig, src_vocab: int, tgt_vocab: int) -> None:
@@ -112,7 +112,10 @@ class Seq2Seq(nn.Module):
         return torch.log_softmax(self.logits(out).float(), dim=-1), state  # (B, V)
 
     def reorder(self, state: dict[str, Any], index: Tensor) -> dict[str, Any]:
-        return {k: reorder_nested(v, index, STATE_BATCH_DIM[k]) for k, v in state.items()}
+        return reorder_state(state, index)
+
+    def reorder_within_sources(self, state: dict[str, Any], index: Tensor) -> dict[str, Any]:
+        return reorder_state(state, index, within_sources=True)
 
     @staticmethod
     def attention_weights(state: dict[str, Any]) -> Tensor | None:
