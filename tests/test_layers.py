@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from seqtool.layers.adaptive import AdaptiveEmbedding, AdaptiveSoftmax
-from seqtool.layers.rnn import CELLS, PeepholeLSTM, make_rnn
+from seqtool.layers.rnn import CELLS, PeepholeLSTM, fast_dropout, make_rnn
 
 VOCAB, DIM = 40, 16
 
@@ -230,3 +230,45 @@ def test_attention_step_scores_same_without_gradients(kind):
         ours = att.scores(query, keys)
     torch.testing.assert_close(ours, ref.detach(), atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(att.scores(query[None], keys)[0], ref)  # the (T, B, Q) path
+
+
+def test_fast_dropout_statistics_and_gradient():
+    torch.manual_seed(0)
+    x = torch.ones(200, 300, requires_grad=True)
+    y = fast_dropout(x, 0.3, True)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.01
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.7))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # d(x * mask / 0.7)/dx = mask / 0.7
+    assert fast_dropout(x, 0.3, False) is x and fast_dropout(x, 0.0, True) is x
+    assert fast_dropout(x.bfloat16(), 0.5, True).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_layerwise_training_path_is_the_same_stack(cell, bidirectional, monkeypatch):
+    """With dropout between layers, CPU training runs one fused call per layer; with
+    the masks switched off it computes exactly what torch's own stacked call does."""
+    import seqtool.layers.rnn as rnn_mod
+
+    torch.manual_seed(0)
+    rnn = make_rnn(cell, 6, 5, num_layers=3, dropout=0.4, bidirectional=bidirectional)
+    x = torch.randn(7, 4, 6)
+    state = torch.randn(3 * (2 if bidirectional else 1), 4, 5)
+    hx = (state, torch.randn_like(state)) if cell == "lstm" else state
+    rnn.train()
+    torch.manual_seed(1)
+    a, _ = rnn(x, hx)
+    torch.manual_seed(2)
+    assert not torch.allclose(a, rnn(x, hx)[0])  # dropout is on, masks differ
+    monkeypatch.setattr(rnn_mod, "fast_dropout", lambda x, p, training=True: x)
+    out, new = rnn(x, hx)
+    rnn.eval()  # torch's own stacked call, no dropout
+    ref, ref_new = rnn(x, hx)
+    assert torch.allclose(out, ref, atol=1e-6)
+    for got, want in zip(new if cell == "lstm" else [new], ref_new if cell == "lstm" else [ref_new]):
+        assert torch.allclose(got, want, atol=1e-6)
+    rnn.train()
+    out.sum().backward()
+    assert all(p.grad is not None for p in rnn.parameters())

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from seqtool.layers.attention import make_attention
 from seqtool.layers.encoder import Encoded
 from seqtool.layers.fused_decoder import fusable, fused_forward
-from seqtool.layers.rnn import make_rnn
+from seqtool.layers.rnn import FastDropout, fast_dropout, make_rnn
 from seqtool.models.base import reorder_nested
 
 STATE_BATCH_DIM = {"memory": 1, "keys": 1, "mask": 1, "summary": 0, "hidden": 1,
@@ -75,7 +75,7 @@ def rnn_step(rnn: nn.RNNBase, x: Tensor, hidden: Any) -> tuple[Tensor, Any]:
     new_h, new_c = [], []
     for layer in range(rnn.num_layers):
         if layer:
-            x = nn.functional.dropout(x, rnn.dropout, rnn.training)
+            x = fast_dropout(x, rnn.dropout, rnn.training)
         w = [getattr(rnn, f"{n}_l{layer}") for n in
              ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
         if lstm:
@@ -108,7 +108,7 @@ class RecurrentDecoder(nn.Module):
         self.bridge = nn.Linear(memory_size, hidden) if bridge == "linear" else None
         self.combine = (nn.Linear(hidden + memory_size + peek, hidden)
                         if self.attention is not None else None)
-        self.drop = nn.Dropout(dropout)
+        self.drop = FastDropout(dropout)
         self.output_size = hidden if self.attention is not None else hidden + peek
         self.use_fused = True  # False: teacher forcing step by step through autograd
 

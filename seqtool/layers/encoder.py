@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from seqtool.layers.rnn import make_rnn
+from seqtool.layers.rnn import FastDropout, make_rnn
 
 
 def flip_padded(x: Tensor, lengths: Tensor) -> Tensor:
@@ -54,7 +54,7 @@ class RecurrentEncoder(nn.Module):
         super().__init__()
         self.dirs = 2 if bidirectional else 1
         self.output_size = hidden * self.dirs
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
         sizes = [input_size] + [self.output_size] * (layers - 1)
         self.fwd = nn.ModuleList(make_rnn(cell, size, hidden) for size in sizes)
         self.bwd = nn.ModuleList(make_rnn(cell, size, hidden) for size in sizes) \

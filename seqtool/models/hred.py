@@ -34,7 +34,7 @@ from seqtool.data.tokenizer import BOS, PAD
 from seqtool.errors import ConfigError
 from seqtool.layers.decoder import RecurrentDecoder, output_layer, reorder_state
 from seqtool.layers.encoder import Encoded, RecurrentEncoder
-from seqtool.layers.rnn import make_rnn
+from seqtool.layers.rnn import FastDropout, make_rnn
 from seqtool.models.base import LossResult
 
 
@@ -57,7 +57,7 @@ class HRED(nn.Module):
         check_config(cfg)
         self.cfg = cfg
         self.embed = nn.Embedding(vocab_size, cfg.emb_dim, padding_idx=PAD)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = FastDropout(cfg.dropout)
         self.encoder = RecurrentEncoder(cfg.cell, cfg.emb_dim, cfg.enc_hidden, 1,
                                         cfg.bidirectional, cfg.dropout)
         size = self.encoder.output_size

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from seqtool.config import LMModelConfig
 from seqtool.layers.adaptive import AdaptiveEmbedding, AdaptiveSoftmax
-from seqtool.layers.rnn import make_rnn
+from seqtool.layers.rnn import FastDropout, make_rnn
 from seqtool.models.base import LossResult, detach_nested, reorder_nested
 
 
@@ -24,7 +24,7 @@ class RNNLM(nn.Module):
         self.cfg = cfg
         cutoffs = cfg.cutoffs if cfg.softmax == "adaptive" else ()
         self.embed = AdaptiveEmbedding(vocab_size, cfg.emb_dim, cutoffs, cfg.div_value)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = FastDropout(cfg.dropout)
         self.rnn = make_rnn(cfg.cell, cfg.emb_dim, cfg.hidden, cfg.layers, cfg.dropout)
         self.proj = (nn.Linear(cfg.hidden, cfg.emb_dim, bias=False)
                      if cfg.hidden != cfg.emb_dim else nn.Identity())

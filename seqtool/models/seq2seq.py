@@ -26,6 +26,7 @@ from seqtool.errors import ConfigError
 from seqtool.layers.decoder import RecurrentDecoder, output_layer, reorder_state
 from seqtool.layers.encoder import RecurrentEncoder, flip_padded
 from seqtool.models.base import LossResult
+from seqtool.layers.rnn import FastDropout
 
 
 def check_config(cfg: Seq2SeqModelConfig, src_vocab: int, tgt_vocab: int) -> None:
@@ -58,7 +59,7 @@ class Seq2Seq(nn.Module):
         self.src_embed = nn.Embedding(src_vocab, cfg.emb_dim, padding_idx=PAD)
         self.tgt_embed = (self.src_embed if cfg.shared_vocab
                           else nn.Embedding(tgt_vocab, cfg.emb_dim, padding_idx=PAD))
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = FastDropout(cfg.dropout)
         self.encoder = RecurrentEncoder(cfg.cell, cfg.emb_dim, cfg.enc_hidden, cfg.enc_layers,
                                         cfg.bidirectional, cfg.dropout)
         self.decoder = RecurrentDecoder(cfg.cell, cfg.emb_dim, cfg.dec_hidden, cfg.dec_layers,
