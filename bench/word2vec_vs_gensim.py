@@ -173,6 +173,11 @@ def main() -> None:
 
     import torch
 
+    from seqtool.allocator import keep_freed_memory
+
+    # seqtool's word2vec sets glibc's malloc to keep freed memory (seqtool/allocator.py);
+    # the setting is process-wide, so set it first: gensim runs under it too.
+    keep_freed_memory()
     torch.set_num_threads(a.threads)
     lines = read_sentences(a.corpus_file, a.max_words)
     words = sum(len(line.split()) for line in lines)
