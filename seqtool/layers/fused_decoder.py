@@ -106,7 +106,7 @@ class FusedFeedingGRU(torch.autograd.Function):
         ctx.save_for_backward(emb_c, hs, hs_c, fs, fs_c, rz, n_all, ghn, es, alphas, us,
                               mem_b, v, drop, w_ih, w_hh, w_q, w_c)
         ctx.meta = (f32, emb.dtype, keys.dtype, memory.dtype, h0.dtype, w_v.shape)
-        return fs.clone() if cd == f32 else fs
+        return fs  # also saved for backward: autograd guards it against in-place changes
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Any, ...]:
