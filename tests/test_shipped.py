@@ -144,3 +144,37 @@ def test_shipped_chat_model_dailydialog_test_perplexity(corpora_dir: Path) -> No
     assert result["perplexity"] < 51.01, result
     card = (shipped_model("chat-dailydialog") / "MODEL_CARD.md").read_text("utf-8")
     assert f"{result['perplexity']:.2f}" in card, "the model card must state the measured figure"
+
+
+def test_join_words_joins_only_next_to_japanese_or_chinese() -> None:
+    from seqtool.commands.translate import join_words
+
+    assert join_words("私 は 本 を 読 む の が 好き だ 。") == "私は本を読むのが好きだ。"
+    assert join_words("私 は iphone を 使 う 。") == "私はiphoneを使う。"
+    assert join_words("the new york times") == "the new york times"
+    assert join_words("a b 犬 c") == "a b犬c"
+    assert join_words("  ") == ""
+
+
+def test_shipped_en_ja_output_is_joined_and_scored_on_its_words(tmp_path: Path) -> None:
+    """Japanese output reads without spaces; --tokenized keeps the corpus's spaced
+    words; --reference scores the spaced words either way (BLEU over KyTea words)."""
+    from cli_runner import run_cli
+
+    lines = ["i like to read books .", "this is a pen ."]
+    spaced = run_cli("translate", "--src", "en", "--tgt", "ja", "--tokenized",
+                     stdin="\n".join(lines) + "\n")
+    assert spaced.code == 0, spaced.err
+    words = spaced.out.splitlines()
+    assert len(words) == 2 and all(" " in w for w in words)
+    joined = run_cli("translate", "--src", "en", "--tgt", "ja", stdin="\n".join(lines) + "\n")
+    assert joined.out.splitlines() == [w.replace(" ", "") for w in words]
+    one = run_cli("translate", lines[0], "--src", "en", "--tgt", "ja", "--json")
+    assert json.loads(one.out)["translations"][0]["text"] == words[0].replace(" ", "")
+    ref = tmp_path / "ref.ja"
+    ref.write_text("\n".join(words) + "\n", "utf-8")  # the model's own words: BLEU 100
+    for extra in ((), ("--tokenized",)):
+        res = run_cli("translate", "--src", "en", "--tgt", "ja", "--reference", ref,
+                      "--bleu-tokenize", "none", *extra, stdin="\n".join(lines) + "\n")
+        assert res.code == 0, res.err
+        assert "BLEU 100.00 " in res.err, res.err  # (chrF ignores spaces; BLEU does not)

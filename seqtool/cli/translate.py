@@ -151,6 +151,9 @@ def search_options(f: Any) -> Any:
 @click.option("--batch-size", default=64, show_default=True, help="Lines decoded together.")
 @click.option("--reference", type=click.Path(path_type=Path),
               help="Reference translations (one per input line): print BLEU and chrF.")
+@click.option("--tokenized", is_flag=True,
+              help="Japanese/Chinese output: keep the spaces between words, as the training "
+                   "data had them (by default they are joined for reading).")
 @click.option("--show-attention", is_flag=True,
               help="One sentence: show the attention as a heat map.")
 @click.option("--attention-png", type=click.Path(path_type=Path),
@@ -161,7 +164,7 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
                   beam: int | None, nbest: int | None, alpha: float | None,
                   max_len_ratio: float | None, no_repeat_ngram: int | None,
                   precision: str | None, bleu_tokenize: str | None, batch_size: int,
-                  reference: Path | None,
+                  reference: Path | None, tokenized: bool,
                   show_attention: bool, attention_png: Path | None, device: str,
                   as_json: bool) -> None:
     """Translate TEXT, or the lines of stdin to stdout (one output line per input line).
@@ -171,7 +174,10 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
     --nbest N > 1 the plain output has N lines per input, `LINE ||| text ||| score`
     (Moses n-best format); --json writes one object per input line:
     {"source", "translations": [{"text", "score"}, ...]}. --reference prints BLEU
-    and chrF with their sacrebleu signatures on stderr after translating.
+    and chrF with their sacrebleu signatures on stderr after translating (on the
+    words as the model writes them). A word-level Japanese or Chinese model's
+    output is shown with its words joined ("私は本を読む。"); --tokenized keeps the
+    spaces.
 
     \b
     Example:
@@ -184,7 +190,7 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
       seqtool translate "Zwei Hunde spielen." --model runs/m30k --show-attention
       seqtool translate "Zwei Hunde spielen." --src de --tgt en --attention-png att.png
     """
-    from seqtool.commands.translate import load_translator, search_settings
+    from seqtool.commands.translate import joins_words, load_translator, search_settings
     from seqtool.console import print_json, warn
 
     flags = _search_flags(beam, nbest, alpha, max_len_ratio, no_repeat_ngram, precision)
@@ -204,11 +210,12 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
     dev = resolve_device(device)
     loaded = load_translator(model_path, src, tgt, dev)
     search = search_settings(loaded.config.search, **flags)
+    join = joins_words(loaded) and not tokenized
     if text is not None:
         from seqtool.commands.translate import translate_text
 
         with_attention = show_attention or attention_png is not None
-        result = translate_text(loaded, text, search, dev, with_attention)
+        result = translate_text(loaded, text, search, dev, with_attention, join)
         _warn_translation(result, loaded, warn)
         if result.unknown:
             warn("not in the vocabulary (read as <unk>): " + ", ".join(result.unknown))
@@ -224,9 +231,10 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
 
             save_attention_plot(attention_png, result.attention)
             note(f"attention saved to {attention_png}")
-        hyps = [result.texts[0]]
+        hyps = [result.raw[0]]
     else:
-        hyps = _translate_stream(loaded, search, dev, batch_size, as_json, reference is not None)
+        hyps = _translate_stream(loaded, search, dev, batch_size, as_json, reference is not None,
+                                 join)
     if reference is not None:
         from seqtool.commands.translate import score_against
         from seqtool.console.translate import render_scores
@@ -249,7 +257,7 @@ def _warn_translation(t: Any, loaded: Any, warn: Any, count: list[int] | None = 
 
 
 def _translate_stream(loaded: Any, search: Any, device: str, batch_size: int, as_json: bool,
-                      keep: bool) -> list[str]:
+                      keep: bool, join: bool = False) -> list[str]:
     """stdin -> stdout, one line (or n-best block / JSON object) per input line, flushed
     per batch. Returns the best translations when `keep` (for --reference)."""
     import json
@@ -265,7 +273,7 @@ def _translate_stream(loaded: Any, search: Any, device: str, batch_size: int, as
     out = sys.stdout
     with line_progress("translate") as advance:
         try:
-            for t in translate_lines(loaded, sys.stdin, search, device, batch_size):
+            for t in translate_lines(loaded, sys.stdin, search, device, batch_size, join):
                 _warn_translation(t, loaded, warn, long_lines)
                 if as_json:
                     out.write(json.dumps(t.to_json(), ensure_ascii=False) + "\n")
@@ -275,7 +283,7 @@ def _translate_stream(loaded: Any, search: Any, device: str, batch_size: int, as
                 else:
                     out.write(t.texts[0] + "\n")
                 if keep:
-                    kept.append(t.texts[0])
+                    kept.append(t.raw[0])
                 if t.line % batch_size == 0:
                     out.flush()
                 advance(1)

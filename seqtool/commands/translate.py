@@ -5,6 +5,7 @@ score translations against references with sacrebleu."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,26 @@ from seqtool.errors import CheckpointError, ConfigError, CorpusError, DataError,
 
 SHIPPED_PREFIX = "translate-"  # shipped models: checkpoints/translate-<src>-<tgt>/
 PARALLEL_FORMATS = ("parallel", "parallel-gz")
+UNSPACED_LANGS = ("ja", "zh")  # written without spaces between words
+_CJK = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
+
+
+def join_words(text: str) -> str:
+    """Drop the spaces next to a Japanese/Chinese character, keep those between two
+    other words: "私 は iphone を 使 う 。" -> "私はiphoneを使う。", "a b 犬" -> "a b犬"."""
+    out = ""
+    for word in text.split():
+        if out and not _CJK.match(word[0]) and not _CJK.match(out[-1]):
+            out += " "
+        out += word
+    return out
+
+
+def joins_words(loaded: Any) -> bool:
+    """Whether the model writes Japanese/Chinese as words separated by spaces (a
+    word-level target vocabulary, as small_parallel_enja's KyTea-segmented text)."""
+    return (loaded.config.data.tgt_lang in UNSPACED_LANGS
+            and getattr(loaded.tgt_tokenizer, "kind", "") == "word")
 
 
 @dataclass
@@ -26,6 +47,12 @@ class Translation:
     too_long: bool = False  # longer than every training source sentence
     unknown: list[str] = field(default_factory=list)  # source pieces read as <unk>
     attention: dict[str, Any] | None = None  # source_tokens, target_tokens, weights
+    tokenized: list[str] | None = None  # the model's spaced words, where `texts` joined them
+
+    @property
+    def raw(self) -> list[str]:
+        """The translations as the model writes them (what BLEU is computed on)."""
+        return self.tokenized if self.tokenized is not None else self.texts
 
     def to_json(self) -> dict[str, Any]:
         obj: dict[str, Any] = {"source": self.source, "translations": [
@@ -134,8 +161,10 @@ def _one_line(text: str) -> str:
 
 
 def translate_batch(loaded: Any, lines: Sequence[str], search: Any, device: str = "cpu",
-                    first_line: int = 1, with_attention: bool = False) -> list[Translation]:
-    """Translate `lines` as one batch. An empty line gets an empty translation."""
+                    first_line: int = 1, with_attention: bool = False, join: bool = False
+                    ) -> list[Translation]:
+    """Translate `lines` as one batch. An empty line gets an empty translation. join:
+    Japanese/Chinese words joined for reading (join_words; `raw` keeps the spaces)."""
     src_tok, tgt_tok = loaded.tokenizer, loaded.tgt_tokenizer
     longest = loaded.meta.get("data_stats", {}).get("max_src_len")
     out = [Translation(first_line + i, line, [""], [0.0]) for i, line in enumerate(lines)]
@@ -148,6 +177,8 @@ def translate_batch(loaded: Any, lines: Sequence[str], search: Any, device: str 
     for i, ids, nbest in zip(todo, sources, hyps):
         t = out[i]
         t.texts = [_one_line(tgt_tok.decode(h.tokens)) for h in nbest]
+        if join:
+            t.tokenized, t.texts = t.texts, [join_words(x) for x in t.texts]
         t.scores = [h.score for h in nbest]
         t.source_tokens = len(ids)
         t.too_long = bool(longest) and len(ids) > longest
@@ -174,7 +205,7 @@ def _attention_map(src_tok: Any, tgt_tok: Any, text: str, ids: list[int], hyp: A
 
 
 def translate_text(loaded: Any, text: str, search: Any, device: str = "cpu",
-                   with_attention: bool = False) -> Translation:
+                   with_attention: bool = False, join: bool = False) -> Translation:
     """One sentence (with the source words the vocabulary does not know)."""
     if not text.strip():
         raise InputError("the sentence is empty", 'give a sentence, e.g. "Ein Mann fährt '
@@ -182,14 +213,14 @@ def translate_text(loaded: Any, text: str, search: Any, device: str = "cpu",
     if with_attention and loaded.config.model.attention == "none":
         raise ConfigError(f"{loaded.folder} has no attention (model.attention = 'none')",
                           "drop --show-attention / --attention-png, or use a model with attention")
-    t = translate_batch(loaded, [text], search, device, 1, with_attention)[0]
+    t = translate_batch(loaded, [text], search, device, 1, with_attention, join)[0]
     tok = loaded.tokenizer
     t.unknown = [p for p in tok.pieces(text) if not tok.is_known(p)]
     return t
 
 
 def translate_lines(loaded: Any, lines: Iterable[str], search: Any, device: str = "cpu",
-                    batch_size: int = 64) -> Iterator[Translation]:
+                    batch_size: int = 64, join: bool = False) -> Iterator[Translation]:
     """Translate a stream of lines, reading `batch_size` lines at a time: exactly one
     Translation per input line, in input order; memory does not grow with the input."""
     chunk: list[str] = []
@@ -197,11 +228,11 @@ def translate_lines(loaded: Any, lines: Iterable[str], search: Any, device: str 
     for line in lines:
         chunk.append(line.rstrip("\r\n"))
         if len(chunk) == batch_size:
-            yield from translate_batch(loaded, chunk, search, device, done + 1)
+            yield from translate_batch(loaded, chunk, search, device, done + 1, join=join)
             done += len(chunk)
             chunk = []
     if chunk:
-        yield from translate_batch(loaded, chunk, search, device, done + 1)
+        yield from translate_batch(loaded, chunk, search, device, done + 1, join=join)
 
 
 # --------------------------------------------------------------------------- data and scores
