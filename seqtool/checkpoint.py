@@ -102,12 +102,12 @@ def save_checkpoint(folder: Path, *, model: Any, config: Any, tokenizer: Any,
 
     def write(tmp: Path) -> None:
         m = model
-        if any(p.device.type != "cpu" for p in model.parameters()):
-            # On CUDA, cuDNN packs an RNN's weights into one buffer, which safetensors
-            # refuses to save as separate tensors: save a CPU copy (ties are kept).
+        # A copy for fp16, and on a GPU, where cuDNN packs an RNN's weights into one
+        # buffer that safetensors refuses to save as separate tensors (ties are kept).
+        if half or any(p.device.type != "cpu" for p in model.parameters()):
             m = copy.deepcopy(model).cpu()
-        if half:
-            m = (m if m is not model else copy.deepcopy(model)).half()
+            if half:
+                m.half()
         save_model(m, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False), "utf-8")
         tokenizer.save(tmp)

@@ -93,6 +93,7 @@ def beam_search(model: Any, batch: dict[str, Tensor], *, beam_size: int = 5, n_b
     if stop not in STOPS:
         raise ValueError(f"stop must be one of {', '.join(STOPS)}, got {stop!r}")
     k = beam_size
+    reorder_within = getattr(model, "reorder_within_sources", model.reorder)
     state, tokens = model.start(batch)
     n = tokens.shape[0]
     limits = [max_len] * n if isinstance(max_len, int) else list(max_len)
@@ -165,10 +166,8 @@ def beam_search(model: Any, batch: dict[str, Tensor], *, beam_size: int = 5, n_b
             if attn_hist is not None:
                 attn_hist = attn_hist[keep_rows]
             active = [active[a] for a in still]
-        if active:
-            reorder = model.reorder
-            if same_sentences and hasattr(model, "reorder_within_sources"):
-                reorder = model.reorder_within_sources  # each row stays with its sentence
-            state = reorder(state, parent.view(-1))
+        if active:  # while no sentence left, each row stays with its sentence
+            state = (reorder_within(state, parent.view(-1)) if same_sentences
+                     else model.reorder(state, parent.view(-1)))
             tokens = tok.view(-1)
     return [sorted(hyps, key=lambda h: h.score, reverse=True)[:n_best] for hyps in finished]

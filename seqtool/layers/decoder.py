@@ -188,3 +188,14 @@ def reorder_state(state: dict[str, Any], index: Tensor, within_sources: bool = F
     return {k: v if within_sources and k in PER_SOURCE
             else reorder_nested(v, index, STATE_BATCH_DIM.get(k, 0))
             for k, v in state.items()}
+
+
+class ReordersDecoderState:
+    """The step protocol's reorder for a model whose state is this decoder's dict
+    (Seq2Seq, HRED), with the beam-search shortcut reorder_within_sources."""
+
+    def reorder(self, state: dict[str, Any], index: Tensor) -> dict[str, Any]:
+        return reorder_state(state, index)
+
+    def reorder_within_sources(self, state: dict[str, Any], index: Tensor) -> dict[str, Any]:
+        return reorder_state(state, index, within_sources=True)

@@ -60,11 +60,13 @@ class FusedFeedingGRU(torch.autograd.Function):
         S, _, K = memory.shape
         A = keys.shape[2]
         new = functools.partial(emb.new_empty, dtype=f32)
-        w_f_t = w_ih[:, E:].t().to(cd)  # feed part (H, 3H)
-        w_hh_t, w_q_t, w_c_t = w_hh.t().to(cd), w_q.t().to(cd), w_c.t().to(cd)
+        # the weights in the matmul dtype, cast once (backward reuses them)
+        w_ih_c, w_hh_c, w_q_c, w_c_c = w_ih.to(cd), w_hh.to(cd), w_q.to(cd), w_c.to(cd)
+        w_f_t = w_ih_c[:, E:].t()  # feed part (H, 3H)
+        w_hh_t, w_q_t, w_c_t = w_hh_c.t(), w_q_c.t(), w_c_c.t()
         v = w_v[0].to(f32)
         emb_c = emb.to(cd)
-        gi_e = torch.addmm(b_ih.to(cd), emb_c.view(T * B, E), w_ih[:, :E].t().to(cd))
+        gi_e = torch.addmm(b_ih.to(cd), emb_c.view(T * B, E), w_ih_c[:, :E].t())
         gi_e = gi_e.view(T, B, 3 * H).to(f32)
         keys32 = keys.to(f32)
         mem_b = memory.to(f32).transpose(0, 1).contiguous()  # (B, S, K)
@@ -104,23 +106,22 @@ class FusedFeedingGRU(torch.autograd.Function):
             f = _tanh(torch.add(b_c32, torch.mm(u, w_c_t), out=fs[t]))
             fs_c[t + 1] = f
         ctx.save_for_backward(emb_c, hs, hs_c, fs, fs_c, rz, n_all, ghn, es, alphas, us,
-                              mem_b, v, drop, w_ih, w_hh, w_q, w_c)
+                              mem_b, v, drop, w_ih_c, w_hh_c, w_q_c, w_c_c)
         ctx.meta = (f32, emb.dtype, keys.dtype, memory.dtype, h0.dtype, w_v.shape)
         return fs  # also saved for backward: autograd guards it against in-place changes
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Any, ...]:
         (emb_c, hs, hs_c, fs, fs_c, rz, n_all, ghn, es, alphas, us, mem_b, v, drop,
-         w_ih, w_hh, w_q, w_c) = ctx.saved_tensors
+         w_ih_c, w_hh_c, w_q_c, w_c_c) = ctx.saved_tensors
         f32, emb_dtype, keys_dtype, mem_dtype, h0_dtype, wv_shape = ctx.meta
         cd = emb_c.dtype
         T, B, E = emb_c.shape
-        H = w_hh.shape[1]
+        H = w_hh_c.shape[1]
         _, S, K = mem_b.shape
         A = es.shape[3]
         new = functools.partial(emb_c.new_empty, dtype=f32)
-        w_f, w_e = w_ih[:, E:].to(cd), w_ih[:, :E].to(cd)
-        w_hh_c, w_q_c, w_c_c = w_hh.to(cd), w_q.to(cd), w_c.to(cd)
+        w_f, w_e = w_ih_c[:, E:], w_ih_c[:, :E]
         dF = grad_out.to(f32)
         d_gi, d_gh = emb_c.new_empty(T, B, 3 * H), emb_c.new_empty(T, B, 3 * H)
         d_q, d_f, d_c = emb_c.new_empty(T, B, A), emb_c.new_empty(T, B, H), new(T, B, K)

@@ -69,25 +69,26 @@ def _use_layerwise(rnn: nn.RNNBase, x: Any) -> bool:
                 and isinstance(x, Tensor) and x.dim() == 3 and x.device.type == "cpu")
 
 
-class LSTM(nn.LSTM):
+class _DropoutBetweenLayers:
+    """The forward of LSTM/GRU/RNN below: layer by layer with fast_dropout where
+    _use_layerwise says so, torch's own stacked call otherwise."""
+
+    def forward(self, x: Any, hx: Any = None) -> Any:
+        if _use_layerwise(self, x):  # type: ignore[arg-type]
+            return _layerwise(self, x, hx)  # type: ignore[arg-type]
+        return super().forward(x, hx)  # type: ignore[misc]
+
+
+class LSTM(_DropoutBetweenLayers, nn.LSTM):
     """nn.LSTM (same parameters and names) whose CPU training uses fast_dropout."""
 
-    def forward(self, x: Any, hx: Any = None) -> Any:
-        return _layerwise(self, x, hx) if _use_layerwise(self, x) else super().forward(x, hx)
 
-
-class GRU(nn.GRU):
+class GRU(_DropoutBetweenLayers, nn.GRU):
     """nn.GRU (same parameters and names) whose CPU training uses fast_dropout."""
 
-    def forward(self, x: Any, hx: Any = None) -> Any:
-        return _layerwise(self, x, hx) if _use_layerwise(self, x) else super().forward(x, hx)
 
-
-class RNN(nn.RNN):
+class RNN(_DropoutBetweenLayers, nn.RNN):
     """nn.RNN (same parameters and names) whose CPU training uses fast_dropout."""
-
-    def forward(self, x: Any, hx: Any = None) -> Any:
-        return _layerwise(self, x, hx) if _use_layerwise(self, x) else super().forward(x, hx)
 
 
 class PeepholeLSTM(nn.Module):

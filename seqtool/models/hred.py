@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from seqtool.config import ChatModelConfig
 from seqtool.data.tokenizer import BOS, PAD
 from seqtool.errors import ConfigError
-from seqtool.layers.decoder import RecurrentDecoder, output_layer, reorder_state
+from seqtool.layers.decoder import RecurrentDecoder, ReordersDecoderState, output_layer
 from seqtool.layers.encoder import Encoded, RecurrentEncoder
 from seqtool.layers.rnn import FastDropout, make_rnn
 from seqtool.models.base import LossResult
@@ -47,7 +47,7 @@ def check_config(cfg: ChatModelConfig) -> None:
                           "use model.attention = 'general' or 'bahdanau'")
 
 
-class HRED(nn.Module):
+class HRED(ReordersDecoderState, nn.Module):
     """HRED (arch "hred") or the single-turn baseline (arch "seq2seq")."""
 
     kind = "chat"
@@ -163,12 +163,6 @@ class HRED(nn.Module):
     def step(self, tokens: Tensor, state: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
         out, state = self.decoder.step(self.drop(self.embed(tokens)), state)  # (B, D)
         return torch.log_softmax(self.logits(out).float(), dim=-1), state  # (B, V)
-
-    def reorder(self, state: dict[str, Any], index: Tensor) -> dict[str, Any]:
-        return reorder_state(state, index)
-
-    def reorder_within_sources(self, state: dict[str, Any], index: Tensor) -> dict[str, Any]:
-        return reorder_state(state, index, within_sources=True)
 
 
 def build_dialogue_model(cfg: ChatModelConfig, vocab_size: int) -> nn.Module:

@@ -23,10 +23,10 @@ from torch import Tensor, nn
 from seqtool.config import Seq2SeqModelConfig
 from seqtool.data.tokenizer import BOS, PAD
 from seqtool.errors import ConfigError
-from seqtool.layers.decoder import RecurrentDecoder, output_layer, reorder_state
+from seqtool.layers.decoder import RecurrentDecoder, ReordersDecoderState, output_layer
 from seqtool.layers.encoder import RecurrentEncoder, flip_padded
-from seqtool.models.base import LossResult
 from seqtool.layers.rnn import FastDropout
+from seqtool.models.base import LossResult
 
 
 def check_config(cfg: Seq2SeqModelConfig, src_vocab: int, tgt_vocab: int) -> None:
@@ -47,7 +47,7 @@ def check_config(cfg: Seq2SeqModelConfig, src_vocab: int, tgt_vocab: int) -> Non
                           f"and {tgt_vocab} target entries", "train one joint tokenizer")
 
 
-class Seq2Seq(nn.Module):
+class Seq2Seq(ReordersDecoderState, nn.Module):
     kind = "translate"
 
     def __init__(self, cfg: Seq2SeqModelConfig, vocab_size: int | tuple[int, int]) -> None:
@@ -111,12 +111,6 @@ class Seq2Seq(nn.Module):
     def step(self, tokens: Tensor, state: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
         out, state = self.decoder.step(self.drop(self.tgt_embed(tokens)), state)  # (B, D)
         return torch.log_softmax(self.logits(out).float(), dim=-1), state  # (B, V)
-
-    def reorder(self, state: dict[str, Any], index: Tensor) -> dict[str, Any]:
-        return reorder_state(state, index)
-
-    def reorder_within_sources(self, state: dict[str, Any], index: Tensor) -> dict[str, Any]:
-        return reorder_state(state, index, within_sources=True)
 
     @staticmethod
     def attention_weights(state: dict[str, Any]) -> Tensor | None:
