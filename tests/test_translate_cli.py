@@ -121,6 +121,10 @@ def test_stdin_streaming_gives_one_line_per_input_line_in_order(run, data):
     assert out[5] == "" and all(out[i] for i in range(len(lines)) if i != 5)
     single = translate(run, "--beam", "1", "--batch-size", "1", stdin=text)
     assert single.out == batched.out  # batching (sorted by length) keeps the order
+    for ahead in ("1", "11"):  # blocks of lines read ahead, sorted, batched, in order
+        blocks = translate(run, "--beam", "1", "--batch-size", "3", "--read-ahead", ahead,
+                           stdin=text)
+        assert blocks.code == 0 and blocks.out == batched.out, blocks.err
     no_newline = translate(run, "--beam", "1", stdin=text.rstrip("\n"))
     assert no_newline.out == batched.out
     assert batched.err == ""  # no progress bar when stderr is not a terminal

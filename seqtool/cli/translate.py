@@ -149,6 +149,9 @@ def search_options(f: Any) -> Any:
 @click.option("--tgt", help="Target language (picks a shipped model without --model).")
 @search_options
 @click.option("--batch-size", default=64, show_default=True, help="Lines decoded together.")
+@click.option("--read-ahead", default=1024, show_default=True,
+              help="Lines read before translating, sorted by length into batches (faster); "
+                   "the output keeps the input order.")
 @click.option("--reference", type=click.Path(path_type=Path),
               help="Reference translations (one per input line): print BLEU and chrF.")
 @click.option("--tokenized", is_flag=True,
@@ -164,16 +167,17 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
                   beam: int | None, nbest: int | None, alpha: float | None,
                   max_len_ratio: float | None, no_repeat_ngram: int | None,
                   precision: str | None, bleu_tokenize: str | None, batch_size: int,
-                  reference: Path | None, tokenized: bool,
+                  read_ahead: int, reference: Path | None, tokenized: bool,
                   show_attention: bool, attention_png: Path | None, device: str,
                   as_json: bool) -> None:
     """Translate TEXT, or the lines of stdin to stdout (one output line per input line).
 
-    Lines are read and translated lazily, --batch-size at a time, and written in
-    input order; a progress line shows on stderr when it is a terminal. With
-    --nbest N > 1 the plain output has N lines per input, `LINE ||| text ||| score`
-    (Moses n-best format); --json writes one object per input line:
-    {"source", "translations": [{"text", "score"}, ...]}. --reference prints BLEU
+    Lines are read --read-ahead at a time, translated in batches of --batch-size
+    sentences of similar length, and written in input order; a progress line
+    shows on stderr when it is a terminal. With --nbest N > 1 the plain output
+    has N lines per input, `LINE ||| text ||| score` (Moses n-best format);
+    --json writes one object per input line: {"source", "translations":
+    [{"text", "score"}, ...]}. --reference prints BLEU
     and chrF with their sacrebleu signatures on stderr after translating (on the
     words as the model writes them). A word-level Japanese or Chinese model's
     output is shown with its words joined ("私は本を読む。"); --tokenized keeps the
@@ -194,8 +198,9 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
     from seqtool.console import print_json, warn
 
     flags = _search_flags(beam, nbest, alpha, max_len_ratio, no_repeat_ngram, precision)
-    if batch_size < 1:
-        raise click.BadParameter("must be at least 1", param_hint="--batch-size") from None
+    for name, value in (("--batch-size", batch_size), ("--read-ahead", read_ahead)):
+        if value < 1:
+            raise click.BadParameter("must be at least 1", param_hint=name) from None
     if text is None and sys.stdin.isatty():
         raise InputError("nothing to translate", 'give a sentence ("Ein Mann fährt '
                          'Fahrrad.") or pipe lines: cat FILE | seqtool translate --model X')
@@ -234,7 +239,7 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
         hyps = [result.raw[0]]
     else:
         hyps = _translate_stream(loaded, search, dev, batch_size, as_json, reference is not None,
-                                 join)
+                                 join, read_ahead)
     if reference is not None:
         from seqtool.commands.translate import score_against
         from seqtool.console.translate import render_scores
@@ -257,9 +262,10 @@ def _warn_translation(t: Any, loaded: Any, warn: Any, count: list[int] | None = 
 
 
 def _translate_stream(loaded: Any, search: Any, device: str, batch_size: int, as_json: bool,
-                      keep: bool, join: bool = False) -> list[str]:
+                      keep: bool, join: bool = False, read_ahead: int = 1024) -> list[str]:
     """stdin -> stdout, one line (or n-best block / JSON object) per input line, flushed
-    per batch. Returns the best translations when `keep` (for --reference)."""
+    after each read-ahead block. Returns the best translations when `keep` (for
+    --reference)."""
     import json
 
     from seqtool.commands.translate import translate_lines
@@ -273,7 +279,8 @@ def _translate_stream(loaded: Any, search: Any, device: str, batch_size: int, as
     out = sys.stdout
     with line_progress("translate") as advance:
         try:
-            for t in translate_lines(loaded, sys.stdin, search, device, batch_size, join):
+            for t in translate_lines(loaded, sys.stdin, search, device, batch_size, join,
+                                     read_ahead):
                 _warn_translation(t, loaded, warn, long_lines)
                 if as_json:
                     out.write(json.dumps(t.to_json(), ensure_ascii=False) + "\n")
@@ -284,7 +291,7 @@ def _translate_stream(loaded: Any, search: Any, device: str, batch_size: int, as
                     out.write(t.texts[0] + "\n")
                 if keep:
                     kept.append(t.raw[0])
-                if t.line % batch_size == 0:
+                if t.line % max(read_ahead, batch_size) == 0:
                     out.flush()
                 advance(1)
         except UnicodeDecodeError as exc:
