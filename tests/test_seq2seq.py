@@ -291,6 +291,20 @@ def test_bucketed_batches_are_deterministic_cover_everything_and_cut_padding():
     assert padding(epoch0) < padding(unsorted) / 4
 
 
+def test_parallel_training_batches_sort_by_target_length_first():
+    # source and target lengths disagree: a batch can have short targets or short
+    # sources, not both; the decoder's steps (the target) are the ones to save
+    g = torch.Generator().manual_seed(0)
+    pairs = [([5] * int(n), [6] * int(m)) for n, m in torch.randint(1, 40, (640, 2), generator=g)]
+    data = ParallelData(pairs, pairs[:3], batch_size=32, seed=1)
+    batches = list(data.train_batches(0))
+    tgt_steps = sum(b["tgt"].shape[0] * b["tgt"].shape[1] for b in batches)
+    src_steps = sum(b["src"].shape[0] * b["src"].shape[1] for b in batches)
+    real_tgt = data.tokens_per_epoch()
+    assert real_tgt == sum(len(t) + 1 for _, t in pairs)
+    assert tgt_steps < 1.1 * real_tgt < src_steps  # padded target steps nearly none
+
+
 def test_parallel_data_feeds_the_trainer_interface():
     tok_s = WordTokenizer.train(["a b c d"])
     tok_t = WordTokenizer.train(["x y z"])
