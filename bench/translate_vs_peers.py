@@ -16,9 +16,13 @@ Figures, as defined in NOTES.md:
              second (EOS included), the first window dropped;
   sent/s     1,000 / the decoding time with the model already loaded.
 
+Then (--decode-reps N, default 3) OpenNMT-py's and seqtool's (bf16) beam-5
+decoding run alternately N times on the models just trained, each ratio taken
+from two decodings seconds apart (this VM's speed drifts by 10-20% over minutes).
+
 Usage (repository root, project venv, idle machine):
   .venv/bin/python bench/translate_vs_peers.py [--steps 400] [--precision fp32 bf16]
-      [--peers joey onmt] [--peers-dir /tmp/peers] [--quick]
+      [--peers joey onmt] [--peers-dir /tmp/peers] [--decode-reps 3] [--quick]
 The peers' virtual environments come from ../shared/peers/setup.sh (run it
 first: bash ../shared/peers/setup.sh all).
 """
@@ -28,11 +32,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT.parent / "shared" / "peers"
@@ -61,7 +67,7 @@ def run_seqtool(data: Path, out: Path, steps: int, precision: str) -> dict:
     import torch
 
     from seqtool.commands.train_translate import train_translate
-    from seqtool.commands.translate import load_translator, search_settings, translate_lines
+    from seqtool.commands.translate import load_translator
     from seqtool.configfile import load_config
     from seqtool.training import NullReporter
 
@@ -94,13 +100,7 @@ def run_seqtool(data: Path, out: Path, steps: int, precision: str) -> dict:
            "tool_tok_s": round(statistics.median(capture.tok_s[1:] or capture.tok_s)),
            "train_wall_s": round(train_wall, 1)}
     for mode, beam in (("greedy", 1), ("beam5", 5)):
-        # as the peers: no length penalty, and only the hard cap of 100 output tokens
-        # (a ratio of 100 x the source length never binds first)
-        search = search_settings(loaded.config.search, beam=beam, nbest=1, alpha=0.0,
-                                 max_len_ratio=100.0, no_repeat_ngram=0)
-        t0 = time.perf_counter()
-        hyps = [t.texts[0] for t in translate_lines(loaded, src, search, "cpu", 64)]
-        gen = time.perf_counter() - t0
+        gen, hyps = seqtool_decode(loaded, src, beam)
         hyp_file = out / f"test.{mode}.hyp"
         hyp_file.write_text("".join(h + "\n" for h in hyps), "utf-8")
         score = json.loads(subprocess.check_output(
@@ -108,6 +108,58 @@ def run_seqtool(data: Path, out: Path, steps: int, precision: str) -> dict:
         res[mode] = {"gen_s": round(gen, 2), "sent_s": round(len(src) / gen, 1),
                      "bleu": score["bleu"], "chrf": score["chrf"]}
     return res
+
+
+def seqtool_decode(loaded: Any, src: list[str], beam: int) -> tuple[float, list[str]]:
+    """(seconds, translations) of the test sources, model already loaded. As the
+    peers: no length penalty, only the hard cap of 100 output tokens (a ratio of
+    100 x the source length never binds first), batches of 64."""
+    from seqtool.commands.translate import search_settings, translate_lines
+
+    search = search_settings(loaded.config.search, beam=beam, nbest=1, alpha=0.0,
+                             max_len_ratio=100.0, no_repeat_ngram=0)
+    t0 = time.perf_counter()
+    hyps = [t.texts[0] for t in translate_lines(loaded, src, search, "cpu", 64)]
+    return time.perf_counter() - t0, hyps
+
+
+def onmt_beam5_seconds(data: Path, work: Path, peers_dir: Path) -> float:
+    """OpenNMT-py's own "Total translation time" for beam 5 on the test set, with the
+    model run_onmt.sh trained and its translate settings."""
+    model = max((work / "onmt" / "model").glob("model_step_*.pt"),
+                key=lambda p: p.stat().st_mtime)
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2",
+           "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+    out = subprocess.run(
+        [str(peers_dir / "venv-onmt" / "bin" / "onmt_translate"), "-model", str(model),
+         "-src", str(data / "test.src"), "-output", str(work / "onmt" / "rep.hyp"),
+         "-beam_size", "5", "-batch_size", "64", "-batch_type", "sents", "-max_length", "100",
+         "-report_time", "-seed", "1234"], env=env, capture_output=True, text=True, check=True)
+    found = re.search(r"Total translation time \(s\): ([\d.]+)", out.stdout + out.stderr)
+    if not found:
+        raise SystemExit("onmt_translate did not report its translation time")
+    return float(found.group(1))
+
+
+def decode_reps(data: Path, work: Path, peers_dir: Path, reps: int) -> dict:
+    """Beam-5 sentences/s of OpenNMT-py and seqtool (bf16), alternating `reps` times on
+    the models trained above: this VM's speed drifts by 10-20% over minutes, so a
+    ratio of two decodings a few seconds apart is steadier than one of two
+    decodings minutes apart."""
+    import torch
+
+    from seqtool.commands.translate import load_translator
+
+    torch.set_num_threads(2)
+    loaded = load_translator(work / "seqtool-bf16" / "last", None, None, "cpu")
+    src = (data / "test.src").read_text("utf-8").splitlines()
+    onmt, ours = [], []
+    for _ in range(reps):
+        onmt.append(round(len(src) / onmt_beam5_seconds(data, work, peers_dir), 1))
+        ours.append(round(len(src) / seqtool_decode(loaded, src, 5)[0], 1))
+    ratios = [round(b / a, 2) for a, b in zip(onmt, ours)]
+    return {"onmt_sent_s": onmt, "seqtool_bf16_sent_s": ours, "ratios": ratios,
+            "median_ratio": statistics.median(ratios)}
 
 
 def row(r: dict) -> str:
@@ -123,6 +175,8 @@ def main() -> None:
     p.add_argument("--peers", nargs="*", default=["joey", "onmt"])
     p.add_argument("--peers-dir", type=Path, default=Path("/tmp/peers"))
     p.add_argument("--work", type=Path, default=Path("/tmp/seqtool-bench-translate"))
+    p.add_argument("--decode-reps", type=int, default=3,
+                   help="then beam 5 of OpenNMT-py and seqtool bf16 alternately N times")
     p.add_argument("--quick", action="store_true", help="20 steps, seqtool fp32 only")
     a = p.parse_args()
     if a.quick:
@@ -152,10 +206,19 @@ def main() -> None:
             if r["tool"].startswith("seqtool"):
                 lines.append(f"{r['tool']}: training {r['tool_tok_s'] / fast_train:.2f}x the "
                              f"faster peer, beam-5 {r['beam5']['sent_s'] / fast_beam:.2f}x")
+    reps = None
+    if a.decode_reps and "onmt" in a.peers and "bf16" in a.precision:
+        print(f"== beam 5, OpenNMT-py and seqtool bf16 alternately, {a.decode_reps} times",
+              flush=True)
+        reps = decode_reps(data, a.work, a.peers_dir, a.decode_reps)
+        lines.append(f"beam 5 alternately: OpenNMT-py {reps['onmt_sent_s']} sent/s, seqtool "
+                     f"bf16 {reps['seqtool_bf16_sent_s']}: ratios {reps['ratios']}, median "
+                     f"{reps['median_ratio']:.2f}x")
     print("\n".join(lines))
     name = "translate_vs_peers_quick.json" if a.quick else "translate_vs_peers.json"
     out = ROOT / "bench" / "results" / name
-    out.write_text(json.dumps({"steps": a.steps, "results": results, "table": lines}, indent=1))
+    out.write_text(json.dumps({"steps": a.steps, "results": results, "decode_reps": reps,
+                               "table": lines}, indent=1))
     print(f"wrote {out}")
 
 

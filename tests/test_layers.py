@@ -202,16 +202,35 @@ def test_make_rnn_unknown_cell():
         make_rnn("lsmt", 5, 8)
 
 
-def test_fast_tanh_equals_tanh_in_value_and_gradient():
-    from seqtool.layers.attention import fast_tanh
+def test_bahdanau_weights_are_the_textbook_formula():
+    """softmax_s(v . tanh(W_q q + W_k m_s)), though computed with sigmoids and doubled
+    keys (layers/attention.py): the same weights and context, and the same gradients."""
+    from seqtool.layers.attention import make_attention
 
-    x = torch.linspace(-12, 12, 401, dtype=torch.float64, requires_grad=True)
-    torch.testing.assert_close(fast_tanh(x), torch.tanh(x), atol=1e-12, rtol=0)
-    assert torch.autograd.gradcheck(fast_tanh, (x[::40].detach().clone().requires_grad_(),))
-    g = torch.randn(401, dtype=torch.float64)
-    (ours,) = torch.autograd.grad(fast_tanh(x), x, g)
-    (ref,) = torch.autograd.grad(torch.tanh(x), x, g)
-    torch.testing.assert_close(ours, ref)
+    torch.manual_seed(0)
+    att = make_attention("bahdanau", 6, 4).double()
+    memory = torch.randn(5, 3, 4, dtype=torch.float64, requires_grad=True)
+    query = torch.randn(2, 3, 6, dtype=torch.float64, requires_grad=True)
+    mask = torch.ones(5, 3, dtype=torch.bool)
+    mask[3:, 1] = False
+
+    def textbook(q, m):
+        e = torch.tanh(att.query_layer(q)[:, None] + att.key_layer(m)[None]) @ \
+            att.energy_layer.weight[0]  # (T, S, B)
+        w = torch.softmax(e.masked_fill(~mask, float("-inf")), 1)
+        return torch.einsum("tsb,sbk->tbk", w, m), w.transpose(1, 2)
+
+    ours, ref = att(query, att.keys(memory), memory, mask), textbook(query, memory)
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+    for t in range(2):  # one step at a time, the decoder's path
+        step = att(query[t], att.keys(memory), memory, mask)
+        torch.testing.assert_close(step[0], ref[0][t], atol=1e-12, rtol=0)
+    g = torch.randn_like(ref[0])
+    params = [query, memory, *att.parameters()]
+    for a, b in zip(torch.autograd.grad((ours[0] * g).sum(), params),
+                    torch.autograd.grad((ref[0] * g).sum(), params)):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
 
 
 @pytest.mark.parametrize("kind", ["bahdanau", "dot", "general"])

@@ -8,12 +8,15 @@ source tokens. The key side of each score is computed once per batch by
 projects its query. Scores on padding are -inf, so the weights are exactly 0
 there and sum to 1 over the unmasked positions.
 
-Speed (a decoder with input feeding calls this once per target token): the
-additive score's tanh runs as 2 sigmoid(2x) - 1 (torch's CPU tanh is about 6x
-slower than its sigmoid here), the score vector v is a matrix-vector product
-rather than a Linear with one output, and a single step's context is a
-broadcast multiply-and-sum; together about 1.7x faster per step, fwd+bwd
-(bench in bench/RESULTS.md).
+Speed (a decoder with input feeding calls this once per target token): torch's
+CPU tanh is about 6x slower than its sigmoid here, and tanh(x) = 2 sigmoid(2x) - 1,
+so the additive score v . tanh(W_q q + W_k k) is computed as
+(2v) . sigmoid(2 W_q q + 2 W_k k): the - sum(v) that this drops moves every score
+of one query alike, which the softmax ignores, and the doubled keys are computed
+once per batch (`keys` returns 2 W_k m). One step is then an add, a sigmoid and a
+product with v over (S, B, A), against five passes for tanh written out. The score
+vector v is a matrix-vector product rather than a Linear with one output, and a
+single step's context is a broadcast multiply-and-sum.
 
 Memory (_no_shape_state): in bf16, each matmul of a new shape makes oneDNN build
 a kernel that stays in memory; while decoding, the source length and the number
@@ -25,31 +28,10 @@ no per-shape state (measured: RSS flat at about 0.6 GB over 10k lines).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
 ATTENTIONS = ("bahdanau", "dot", "general", "none")
-
-
-class FastTanh(torch.autograd.Function):
-    """tanh(x) = 2 sigmoid(2x) - 1, with tanh's own backward (one autograd node)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor) -> Tensor:
-        y = torch.sigmoid(x * 2).mul_(2).sub_(1)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:
-        (y,) = ctx.saved_tensors
-        return torch.ops.aten.tanh_backward(grad, y)
-
-
-def fast_tanh(x: Tensor) -> Tensor:
-    return FastTanh.apply(x)
 
 
 class Attention(nn.Module):
@@ -77,7 +59,9 @@ class Attention(nn.Module):
 
 
 class BahdanauAttention(Attention):
-    """score(q, k) = v . tanh(W_q q + W_k k); no biases (as JoeyNMT)."""
+    """score(q, k) = v . tanh(W_q q + W_k k); no biases (as JoeyNMT). Computed as
+    (2v) . sigmoid(2 W_q q + 2 W_k k), the same scores up to a shift per query (see
+    the module's docstring); `keys` are 2 W_k m."""
 
     def __init__(self, query_size: int, key_size: int, attn_size: int) -> None:
         super().__init__()
@@ -86,17 +70,17 @@ class BahdanauAttention(Attention):
         self.energy_layer = nn.Linear(attn_size, 1, bias=False)
 
     def keys(self, memory: Tensor) -> Tensor:
-        return self.key_layer(memory)  # (S, B, A)
+        return self.key_layer(memory) * 2  # (S, B, A)
 
     def scores(self, query: Tensor, keys: Tensor) -> Tensor:
-        q = self.query_layer(query)  # (B, A) or (T, B, A)
-        v = self.energy_layer.weight[0]  # (A,)
+        q = self.query_layer(query) * 2  # (B, A) or (T, B, A)
+        v = self.energy_layer.weight[0] * 2  # (A,)
         if query.dim() == 2:
-            e = fast_tanh(q[None] + keys)  # (S, B, A)
             if torch.is_grad_enabled():
-                return e @ v  # (S, B)
+                return torch.sigmoid(q[None] + keys) @ v  # (S, B)
+            e = torch.add(q[None], keys).sigmoid_()  # in place: no gradients to keep
             return (e * v).sum(-1)  # decoding: see _no_shape_state
-        return fast_tanh(q[:, None] + keys[None]) @ v  # (T, S, B)
+        return torch.sigmoid(q[:, None] + keys[None]) @ v  # (T, S, B)
 
 
 class DotAttention(Attention):

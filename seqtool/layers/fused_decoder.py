@@ -18,7 +18,9 @@ r, z, n):
     gi = W_ih [e_t; f_{t-1}] + b_ih        gh = W_hh h_{t-1} + b_hh
     r = sigmoid(gi_r + gh_r)     z = sigmoid(gi_z + gh_z)
     n = tanh(gi_n + r * gh_n)    h_t = (1 - z) n + z h_{t-1}
-    a_s = softmax_s(v . tanh(W_q h_t + k_s))      (k = W_k m, computed outside)
+    a_s = softmax_s(2v . sigmoid(2 W_q h_t + k_s))  (k = 2 W_k m, computed outside;
+                                                  = softmax_s(v . tanh(W_q h_t + W_k m_s)),
+                                                  layers/attention.py)
     c_t = sum_s a_s m_s
     f_t = tanh(W_c drop([h_t; c_t]) + b_c)        the output, fed to step t+1
 
@@ -61,10 +63,11 @@ class FusedFeedingGRU(torch.autograd.Function):
         A = keys.shape[2]
         new = functools.partial(emb.new_empty, dtype=f32)
         # the weights in the matmul dtype, cast once (backward reuses them)
-        w_ih_c, w_hh_c, w_q_c, w_c_c = w_ih.to(cd), w_hh.to(cd), w_q.to(cd), w_c.to(cd)
+        w_ih_c, w_hh_c, w_c_c = w_ih.to(cd), w_hh.to(cd), w_c.to(cd)
+        w_q_c = w_q.to(cd).mul(2)  # 2 W_q (exact in any float dtype; not in place)
         w_f_t = w_ih_c[:, E:].t()  # feed part (H, 3H)
         w_hh_t, w_q_t, w_c_t = w_hh_c.t(), w_q_c.t(), w_c_c.t()
-        v = w_v[0].to(f32)
+        v = w_v[0].to(f32).mul(2)  # 2v
         emb_c = emb.to(cd)
         gi_e = torch.addmm(b_ih.to(cd), emb_c.view(T * B, E), w_ih_c[:, :E].t())
         gi_e = gi_e.view(T, B, 3 * H).to(f32)
@@ -94,7 +97,7 @@ class FusedFeedingGRU(torch.autograd.Function):
             n = _tanh(torch.addcmul(gi[:, 2 * H:], r, ghn[t], out=n_all[t]))
             h = torch.addcmul(n, z, hs[t] - n, out=hs[t + 1])
             hs_c[t + 1] = h
-            e = _tanh(torch.add(keys32, torch.mm(hs_c[t + 1], w_q_t), out=es[t]))
+            e = torch.add(keys32, torch.mm(hs_c[t + 1], w_q_t), out=es[t]).sigmoid_()
             score = torch.mv(e.view(S * B, A), v).view(S, B).masked_fill_(pad, float("-inf"))
             alpha = torch.softmax(score, 0)
             alphas[t] = alpha
@@ -140,7 +143,7 @@ class FusedFeedingGRU(torch.autograd.Function):
             alpha = alphas[t]  # (S, B)
             d_alpha = torch.bmm(mem_b, d_c[t].unsqueeze(2)).squeeze(2).t()  # (S, B)
             ds = torch.mul(alpha, d_alpha.sub_((alpha * d_alpha).sum(0)), out=d_score[t])
-            d_pre = torch.ops.aten.tanh_backward(ds.unsqueeze(2) * v, es[t])  # (S, B, A)
+            d_pre = torch.ops.aten.sigmoid_backward(ds.unsqueeze(2) * v, es[t])  # (S, B, A)
             d_keys.add_(d_pre)
             torch.sum(d_pre, 0, out=d_q[t]) if cd == f32 else d_q[t].copy_(d_pre.sum(0))
             dh.add_(torch.mm(d_q[t], w_q_c))
@@ -161,8 +164,10 @@ class FusedFeedingGRU(torch.autograd.Function):
         d_w_ih = torch.cat([torch.mm(gi2.t(), emb_c.view(rows, E)),
                             torch.mm(gi2.t(), fs_c[:-1].reshape(rows, H))], 1).to(f32)
         d_w_hh = torch.mm(gh2.t(), hs_c[:-1].reshape(rows, H)).to(f32)
-        d_w_q = torch.mm(d_q.view(rows, A).t(), hs_c[1:].reshape(rows, H)).to(f32)
-        d_w_v = torch.mv(es.view(-1, A).t(), d_score.view(-1)).view(wv_shape)
+        d_w_q = torch.mm(d_q.view(rows, A).t(), hs_c[1:].reshape(rows, H)).to(f32).mul_(2)
+        # d/dv of v . tanh(x) = 2 sigmoid(2x) - 1 summed with d_score; the -1 part
+        # vanishes, since a softmax's input gradient sums to zero over S
+        d_w_v = torch.mv(es.view(-1, A).t(), d_score.view(-1)).mul_(2).view(wv_shape)
         f2 = d_f.view(rows, H)
         d_w_c = torch.mm(f2.t(), us.view(rows, H + K)).to(f32)
         # memory: sum_t alpha_t (S) x dc_t (K) per batch row, one batched product

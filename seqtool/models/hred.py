@@ -162,7 +162,7 @@ class HRED(ReordersDecoderState, nn.Module):
 
     def step(self, tokens: Tensor, state: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
         out, state = self.decoder.step(self.drop(self.embed(tokens)), state)  # (B, D)
-        return torch.log_softmax(self.logits(out).float(), dim=-1), state  # (B, V)
+        return torch.log_softmax(self.logits(out), -1, dtype=torch.float32), state  # (B, V)
 
 
 def build_dialogue_model(cfg: ChatModelConfig, vocab_size: int) -> nn.Module:

@@ -110,7 +110,7 @@ class Seq2Seq(ReordersDecoderState, nn.Module):
 
     def step(self, tokens: Tensor, state: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
         out, state = self.decoder.step(self.drop(self.tgt_embed(tokens)), state)  # (B, D)
-        return torch.log_softmax(self.logits(out).float(), dim=-1), state  # (B, V)
+        return torch.log_softmax(self.logits(out), -1, dtype=torch.float32), state  # (B, V)
 
     @staticmethod
     def attention_weights(state: dict[str, Any]) -> Tensor | None:
