@@ -18,11 +18,13 @@ Figures, as defined in NOTES.md:
 
 Then (--decode-reps N, default 3) OpenNMT-py's and seqtool's (bf16) beam-5
 decoding run alternately N times on the models just trained, each ratio taken
-from two decodings seconds apart (this VM's speed drifts by 10-20% over minutes).
+from two decodings seconds apart (this VM's speed drifts by 10-20% over minutes);
+with --train-reps N both also train --rep-steps steps alternately N times.
 
 Usage (repository root, project venv, idle machine):
   .venv/bin/python bench/translate_vs_peers.py [--steps 400] [--precision fp32 bf16]
-      [--peers joey onmt] [--peers-dir /tmp/peers] [--decode-reps 3] [--quick]
+      [--peers joey onmt] [--peers-dir /tmp/peers] [--decode-reps 3]
+      [--train-reps 0 --rep-steps STEPS] [--quick]
 The peers' virtual environments come from ../shared/peers/setup.sh (run it
 first: bash ../shared/peers/setup.sh all).
 """
@@ -63,11 +65,10 @@ def run_peer(peer: str, data: Path, out: Path, steps: int, peers_dir: Path) -> d
     return res
 
 
-def run_seqtool(data: Path, out: Path, steps: int, precision: str) -> dict:
-    import torch
-
+def train_seqtool(data: Path, out: Path, steps: int, precision: str) -> tuple[dict, float, float]:
+    """Train the peers' model for `steps` steps: (summary, median tok/s of the
+    Trainer's 50-step reports with the first dropped, wall seconds)."""
     from seqtool.commands.train_translate import train_translate
-    from seqtool.commands.translate import load_translator
     from seqtool.configfile import load_config
     from seqtool.training import NullReporter
 
@@ -87,9 +88,19 @@ def run_seqtool(data: Path, out: Path, steps: int, precision: str) -> dict:
         "data.bleu_tokenize=none", "tokenizer.lowercase=false"),
         {"data": {"corpus": "", **{k: str(v) for k, v in files.items()}}})
     capture = Capture()
+    subprocess.run(["rm", "-rf", str(out)], check=True)
     t0 = time.perf_counter()
     summary = train_translate(cfg, out, None, capture, "cpu", 2)
-    train_wall = time.perf_counter() - t0
+    return (summary, statistics.median(capture.tok_s[1:] or capture.tok_s),
+            time.perf_counter() - t0)
+
+
+def run_seqtool(data: Path, out: Path, steps: int, precision: str) -> dict:
+    import torch
+
+    from seqtool.commands.translate import load_translator
+
+    summary, tok_s, train_wall = train_seqtool(data, out, steps, precision)
     torch.set_num_threads(2)
     loaded = load_translator(out / "last", None, None, "cpu")
     src = (data / "test.src").read_text("utf-8").splitlines()
@@ -97,7 +108,7 @@ def run_seqtool(data: Path, out: Path, steps: int, precision: str) -> dict:
            "params": sum(p.numel() for p in loaded.model.parameters()),
            "vocab": [loaded.tokenizer.vocab_size, loaded.tgt_tokenizer.vocab_size],
            "steps": summary["steps"],
-           "tool_tok_s": round(statistics.median(capture.tok_s[1:] or capture.tok_s)),
+           "tool_tok_s": round(tok_s),
            "train_wall_s": round(train_wall, 1)}
     for mode, beam in (("greedy", 1), ("beam5", 5)):
         gen, hyps = seqtool_decode(loaded, src, beam)
@@ -162,6 +173,18 @@ def decode_reps(data: Path, work: Path, peers_dir: Path, reps: int) -> dict:
             "median_ratio": statistics.median(ratios)}
 
 
+def train_reps(data: Path, work: Path, peers_dir: Path, reps: int, steps: int) -> dict:
+    """Training tok/s of OpenNMT-py and seqtool (bf16), `steps` steps each, alternating
+    `reps` times (each pair minutes rather than ten minutes apart)."""
+    onmt, ours = [], []
+    for i in range(reps):
+        onmt.append(run_peer("onmt", data, work / f"onmt-rep{i}", steps, peers_dir)["tool_tok_s"])
+        ours.append(round(train_seqtool(data, work / f"seqtool-rep{i}", steps, "bf16")[1]))
+    ratios = [round(b / a, 2) for a, b in zip(onmt, ours)]
+    return {"steps": steps, "onmt_tok_s": onmt, "seqtool_bf16_tok_s": ours, "ratios": ratios,
+            "median_ratio": statistics.median(ratios)}
+
+
 def row(r: dict) -> str:
     g, b = r["greedy"], r["beam5"]
     return (f"| {r['tool']} | {r['params']:,} | {r['tool_tok_s']:,} | {g['sent_s']:,} | "
@@ -177,6 +200,11 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("/tmp/seqtool-bench-translate"))
     p.add_argument("--decode-reps", type=int, default=3,
                    help="then beam 5 of OpenNMT-py and seqtool bf16 alternately N times")
+    p.add_argument("--train-reps", type=int, default=0,
+                   help="then train OpenNMT-py and seqtool bf16 alternately N times")
+    p.add_argument("--rep-steps", type=int, default=0,
+                   help="training steps of each rep (default --steps; OpenNMT-py reports every "
+                        "100 steps and its first report, with start-up, is slow: 300 at least)")
     p.add_argument("--quick", action="store_true", help="20 steps, seqtool fp32 only")
     a = p.parse_args()
     if a.quick:
@@ -191,9 +219,7 @@ def main() -> None:
         results.append(r)
     for prec in a.precision:
         print(f"== seqtool {prec}", flush=True)
-        out = a.work / f"seqtool-{prec}"
-        subprocess.run(["rm", "-rf", str(out)], check=True)
-        results.append(run_seqtool(data, out, a.steps, prec))
+        results.append(run_seqtool(data, a.work / f"seqtool-{prec}", a.steps, prec))
     lines = ["| tool | params | train tok/s | greedy sent/s | beam-5 sent/s | BLEU greedy / beam5 "
              "| chrF greedy / beam5 |", "|---|---|---|---|---|---|---|"]
     lines += [row(r) for r in results]
@@ -214,11 +240,20 @@ def main() -> None:
         lines.append(f"beam 5 alternately: OpenNMT-py {reps['onmt_sent_s']} sent/s, seqtool "
                      f"bf16 {reps['seqtool_bf16_sent_s']}: ratios {reps['ratios']}, median "
                      f"{reps['median_ratio']:.2f}x")
+    treps = None
+    if a.train_reps and "onmt" in a.peers and "bf16" in a.precision:
+        print(f"== training, OpenNMT-py and seqtool bf16 alternately, {a.train_reps} times",
+              flush=True)
+        rep_steps = a.rep_steps or a.steps
+        treps = train_reps(data, a.work, a.peers_dir, a.train_reps, rep_steps)
+        lines.append(f"training alternately ({rep_steps} steps each): OpenNMT-py "
+                     f"{treps['onmt_tok_s']} tok/s, seqtool bf16 {treps['seqtool_bf16_tok_s']}: "
+                     f"ratios {treps['ratios']}, median {treps['median_ratio']:.2f}x")
     print("\n".join(lines))
     name = "translate_vs_peers_quick.json" if a.quick else "translate_vs_peers.json"
     out = ROOT / "bench" / "results" / name
     out.write_text(json.dumps({"steps": a.steps, "results": results, "decode_reps": reps,
-                               "table": lines}, indent=1))
+                               "train_reps": treps, "table": lines}, indent=1))
     print(f"wrote {out}")
 
 
