@@ -177,11 +177,10 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
     shows on stderr when it is a terminal. With --nbest N > 1 the plain output
     has N lines per input, `LINE ||| text ||| score` (Moses n-best format);
     --json writes one object per input line: {"source", "translations":
-    [{"text", "score"}, ...]}. --reference prints BLEU
-    and chrF with their sacrebleu signatures on stderr after translating (on the
-    words as the model writes them). A word-level Japanese or Chinese model's
-    output is shown with its words joined ("私は本を読む。"); --tokenized keeps the
-    spaces.
+    [{"text", "score"}, ...]}. --reference prints BLEU and chrF with their
+    sacrebleu signatures on stderr after translating (on the words as the model
+    writes them). A word-level Japanese or Chinese model's output is shown with
+    its words joined ("私は本を読む。"); --tokenized keeps the spaces.
 
     \b
     Example:
