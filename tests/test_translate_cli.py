@@ -130,6 +130,31 @@ def test_stdin_streaming_gives_one_line_per_input_line_in_order(run, data):
     assert batched.err == ""  # no progress bar when stderr is not a terminal
 
 
+def test_stdin_answers_each_line_as_it_comes_with_read_ahead_1(run, data):
+    """--batch-size 1 --read-ahead 1: a program that writes a line and waits for its
+    translation gets it before it sends the next line (or closes stdin)."""
+    import os
+    import select
+    import subprocess
+    import sys
+
+    line = source_lines(data)[0]
+    with subprocess.Popen(
+            [sys.executable, "-m", "seqtool", "translate", "--model", str(run), "--device",
+             "cpu", "--beam", "1", "--batch-size", "1", "--read-ahead", "1"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            text=True, env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+            ) as proc:  # buffered stdout, as for most users: seqtool must flush
+        proc.stdin.write(line + "\n")
+        proc.stdin.flush()
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        first = proc.stdout.readline() if ready else None
+        proc.stdin.close()
+        rest = proc.stdout.read()
+    assert first is not None, "no translation before stdin was closed"
+    assert first == translate(run, "--beam", "1", stdin=line + "\n").out and rest == ""
+
+
 def test_stdin_json_and_nbest_formats(run, data):
     lines = source_lines(data)[:9]
     res = translate(run, "--json", "--beam", "3", "--nbest", "2", "--batch-size", "4",

@@ -151,7 +151,8 @@ def search_options(f: Any) -> Any:
 @click.option("--batch-size", default=64, show_default=True, help="Lines decoded together.")
 @click.option("--read-ahead", default=1024, show_default=True,
               help="Lines read before translating, sorted by length into batches (faster); "
-                   "the output keeps the input order.")
+                   "the output keeps the input order. With --batch-size 1 and --read-ahead 1 "
+                   "each line is answered as soon as it arrives.")
 @click.option("--reference", type=click.Path(path_type=Path),
               help="Reference translations (one per input line): print BLEU and chrF.")
 @click.option("--tokenized", is_flag=True,
