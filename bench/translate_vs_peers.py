@@ -136,7 +136,7 @@ def seqtool_decode(loaded: Any, src: list[str], beam: int) -> tuple[float, list[
 
 def onmt_beam5_seconds(data: Path, work: Path, peers_dir: Path) -> float:
     """OpenNMT-py's own "Total translation time" for beam 5 on the test set, with the
-    model run_onmt.sh trained and its translate settings."""
+    model run_onmt.sh trained and the onmt_translate arguments that script uses."""
     model = max((work / "onmt" / "model").glob("model_step_*.pt"),
                 key=lambda p: p.stat().st_mtime)
     env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2",
@@ -150,6 +150,12 @@ def onmt_beam5_seconds(data: Path, work: Path, peers_dir: Path) -> float:
     if not found:
         raise SystemExit("onmt_translate did not report its translation time")
     return float(found.group(1))
+
+
+def pair_ratios(onmt: list[float], ours: list[float]) -> dict:
+    """seqtool / OpenNMT-py for each alternating pair, and their median."""
+    ratios = [round(b / a, 2) for a, b in zip(onmt, ours)]
+    return {"ratios": ratios, "median_ratio": statistics.median(ratios)}
 
 
 def decode_reps(data: Path, work: Path, peers_dir: Path, reps: int) -> dict:
@@ -168,9 +174,7 @@ def decode_reps(data: Path, work: Path, peers_dir: Path, reps: int) -> dict:
     for _ in range(reps):
         onmt.append(round(len(src) / onmt_beam5_seconds(data, work, peers_dir), 1))
         ours.append(round(len(src) / seqtool_decode(loaded, src, 5)[0], 1))
-    ratios = [round(b / a, 2) for a, b in zip(onmt, ours)]
-    return {"onmt_sent_s": onmt, "seqtool_bf16_sent_s": ours, "ratios": ratios,
-            "median_ratio": statistics.median(ratios)}
+    return {"onmt_sent_s": onmt, "seqtool_bf16_sent_s": ours, **pair_ratios(onmt, ours)}
 
 
 def train_reps(data: Path, work: Path, peers_dir: Path, reps: int, steps: int) -> dict:
@@ -180,9 +184,8 @@ def train_reps(data: Path, work: Path, peers_dir: Path, reps: int, steps: int) -
     for i in range(reps):
         onmt.append(run_peer("onmt", data, work / f"onmt-rep{i}", steps, peers_dir)["tool_tok_s"])
         ours.append(round(train_seqtool(data, work / f"seqtool-rep{i}", steps, "bf16")[1]))
-    ratios = [round(b / a, 2) for a, b in zip(onmt, ours)]
-    return {"steps": steps, "onmt_tok_s": onmt, "seqtool_bf16_tok_s": ours, "ratios": ratios,
-            "median_ratio": statistics.median(ratios)}
+    return {"steps": steps, "onmt_tok_s": onmt, "seqtool_bf16_tok_s": ours,
+            **pair_ratios(onmt, ours)}
 
 
 def row(r: dict) -> str:

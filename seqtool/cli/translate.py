@@ -262,10 +262,10 @@ def _warn_translation(t: Any, loaded: Any, warn: Any, count: list[int] | None = 
 
 
 def _translate_stream(loaded: Any, search: Any, device: str, batch_size: int, as_json: bool,
-                      keep: bool, join: bool = False, read_ahead: int = 1024) -> list[str]:
-    """stdin -> stdout, one line (or n-best block / JSON object) per input line, flushed
-    after each read-ahead block. Returns the best translations when `keep` (for
-    --reference)."""
+                      keep: bool, join: bool, read_ahead: int) -> list[str]:
+    """stdin -> stdout, one line (or n-best block / JSON object) per input line, each
+    flushed as written (translate_lines hands them over a read-ahead block at a
+    time). Returns the best translations when `keep` (for --reference)."""
     import json
 
     from seqtool.commands.translate import translate_lines
@@ -291,8 +291,7 @@ def _translate_stream(loaded: Any, search: Any, device: str, batch_size: int, as
                     out.write(t.texts[0] + "\n")
                 if keep:
                     kept.append(t.raw[0])
-                if t.line % max(read_ahead, batch_size) == 0:
-                    out.flush()
+                out.flush()
                 advance(1)
         except UnicodeDecodeError as exc:
             raise DataError(f"the input is not UTF-8 ({exc.reason})",

@@ -73,14 +73,14 @@ class BahdanauAttention(Attention):
         return self.key_layer(memory) * 2  # (S, B, A)
 
     def scores(self, query: Tensor, keys: Tensor) -> Tensor:
-        q = self.query_layer(query) * 2  # (B, A) or (T, B, A)
+        q = self.query_layer(query)  # (B, A) or (T, B, A); doubled by add's alpha
         v = self.energy_layer.weight[0] * 2  # (A,)
         if query.dim() == 2:
             if torch.is_grad_enabled():
-                return torch.sigmoid(q[None] + keys) @ v  # (S, B)
-            e = torch.add(q[None], keys).sigmoid_()  # in place: no gradients to keep
+                return torch.sigmoid(torch.add(keys, q[None], alpha=2)) @ v  # (S, B)
+            e = torch.add(keys, q[None], alpha=2).sigmoid_()  # in place: no gradients kept
             return (e * v).sum(-1)  # decoding: see _no_shape_state
-        return torch.sigmoid(q[:, None] + keys[None]) @ v  # (T, S, B)
+        return torch.sigmoid(torch.add(keys[None], q[:, None], alpha=2)) @ v  # (T, S, B)
 
 
 class DotAttention(Attention):
