@@ -155,6 +155,8 @@ def main() -> None:
     p.add_argument("--sample", type=float, default=1e-3)
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default="",
+                   help="results file bench/results/OUT.json (default word2vec_vs_gensim)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
                    help="one run per seed and system (both are Hogwild: runs vary)")
     p.add_argument("--batch-words", type=int, default=None,
@@ -214,7 +216,7 @@ def main() -> None:
           f"over seeds; scores: mean ± sd over seeds; analogies over the "
           f"{a.restrict_vocab:,} most frequent words\n")
     print(table)
-    name = "word2vec_vs_gensim" + ("_quick" if a.quick else "")
+    name = a.out or "word2vec_vs_gensim" + ("_quick" if a.quick else "")
     path = write_result(name, {"machine": machine_info(), "settings": settings,
                                "summary": summary, "runs": runs, "table": table})
     print(f"\nwrote {path}")

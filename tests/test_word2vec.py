@@ -92,8 +92,9 @@ def test_training_is_reproducible():
 
 @pytest.mark.parametrize("arch", ["skipgram", "cbow"])
 def test_one_word_update_is_the_word2vec_formula(arch):
-    """One predicted word w (id 4) with contexts 5, 6 and noise words 7, 8: the batched
-    update equals word2vec's gradient step, computed from the old vectors."""
+    """One predicted word w (id 4) with contexts 5, 6 (and a masked padding slot) and
+    noise words 7, 8: the batched update equals word2vec's gradient step, computed from
+    the old vectors; the padding row is neither read nor written."""
     cfg = Word2VecConfig(arch=arch, dim=3)
     m = build_model("word2vec", cfg, 9)
     rng = np.random.default_rng(0)
@@ -103,7 +104,8 @@ def test_one_word_update_is_the_word2vec_formula(arch):
     syn0 = m.in_vectors.weight.detach().numpy().copy()
     syn1 = m.out_vectors.weight.detach().numpy().copy()
     lr, ctx, tgt, label = 0.1, [5, 6], [4, 7, 8], np.array([1.0, 0.0, 0.0])
-    m.update(torch.tensor([ctx]), torch.tensor([[True, True]]), torch.tensor([tgt]), lr)
+    m.update(torch.tensor([ctx + [0]]), torch.tensor([[True, True, False]]), torch.tensor([tgt]),
+             lr)
     want0, want1 = syn0.copy(), syn1.copy()
     sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
     if arch == "cbow":

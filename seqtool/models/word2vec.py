@@ -106,8 +106,9 @@ def _update_cbow(syn0: Tensor, syn1: Tensor, contexts: Tensor, mask: Tensor,
     m = mask.float()  # (N, 2W)
     count = m.sum(1, keepdim=True)  # (N, 1)
     has_context = (count > 0).float()
-    ctx_vecs = syn0.index_select(0, contexts.reshape(-1)).view(n, width, dim)  # (N, 2W, D)
-    h = torch.bmm((m / count.clamp(min=1.0))[:, None, :], ctx_vecs)[:, 0]  # (N, D)
+    # h = mean of the context's in-vectors, without gathering them into (N, 2W, D)
+    h = F.embedding_bag(contexts, syn0, per_sample_weights=m / count.clamp(min=1.0),
+                        mode="sum")  # (N, D)
     out = syn1.index_select(0, targets.reshape(-1)).view(n, -1, dim)  # (N, 1+K, D)
     scores = (out * h[:, None, :]).sum(2)  # (N, 1+K); a bmm is slower for this shape
     labels, keep = _labels_and_weights(targets)
