@@ -84,6 +84,16 @@ def test_words_sharing_contexts_become_similar(arch, workers):
     assert set(neighbours) <= set(animals + CONTEXTS["animal"]), neighbours
 
 
+def test_start_is_gensims_uniform_over_plus_minus_one_over_dim():
+    """In-vectors U(-1, 1) / dim as gensim 4 (twice the C tool's range), out-vectors 0."""
+    m = build_model("word2vec", Word2VecConfig(arch="cbow", dim=50), 400)
+    w = m.in_vectors.weight.detach().numpy() * 50
+    assert w.min() >= -1.0 and w.max() < 1.0
+    assert w.min() < -0.95 and w.max() > 0.95  # the whole range, not half of it
+    assert abs(w.mean()) < 0.01 and abs(w.std() - 1 / np.sqrt(3)) < 0.01
+    assert not m.out_vectors.weight.detach().numpy().any()
+
+
 def test_training_is_reproducible():
     lines = planted_lines(200)
     a, b = train_vectors(lines, "skipgram", 1), train_vectors(lines, "skipgram", 1)
