@@ -104,7 +104,7 @@ def test_training_is_reproducible():
 def test_one_word_update_is_the_word2vec_formula(arch):
     """One predicted word w (id 4) with contexts 5, 6 (and a masked padding slot) and
     noise words 7, 8: the batched update equals word2vec's gradient step, computed from
-    the old vectors; the padding row is neither read nor written."""
+    the old vectors; the masked slot's row (PAD) is not in the mean and stays unchanged."""
     cfg = Word2VecConfig(arch=arch, dim=3)
     m = build_model("word2vec", cfg, 9)
     rng = np.random.default_rng(0)
