@@ -276,6 +276,24 @@ def test_unknown_words_are_named_with_close_words(vectors_file, tmp_path):
     assert "zzzzzz" in exc.value.message and exc.value.hint
 
 
+def test_a_word_missing_in_this_case_is_found_in_another(tmp_path):
+    """`athens` finds `Athens` when only that spelling exists; an exact spelling wins;
+    among several other spellings, the first in the (frequency-sorted) file."""
+    _, m = hand_vectors()
+    words = ["King", "queen", "Man", "woman", "apple", "car", "kings", "MAN"]
+    path = tmp_path / "cased.txt"
+    write_word2vec(path, words, m)
+    res = run_cli("analogy", "king", "man", "WOMAN", "--vectors", path, "--json")
+    out = json.loads(res.out)
+    assert out["query"] == ["King", "Man", "woman"]
+    assert out["resolved"] == {"king": "King", "man": "Man", "WOMAN": "woman"}
+    assert out["neighbours"][0]["word"] == "queen"
+    res = run_cli("similar", "MAN", "--vectors", path, "--json")  # exact beats folding
+    assert json.loads(res.out)["resolved"] == {} and json.loads(res.out)["query"] == ["MAN"]
+    res = run_cli("similar", "king", "--vectors", path)
+    assert res.code == 0 and "king: not in the vocabulary, used King" in res.out
+
+
 def test_queries_need_exactly_one_source(vectors_file):
     assert_user_error(run_cli("similar", "king"), "--model", "--vectors")
     assert_user_error(run_cli("similar", "king", "--vectors", vectors_file, "--model",

@@ -214,18 +214,27 @@ def export_vectors(model_path: Path, out: Path) -> dict[str, Any]:
 def similar(word: str, top_k: int, model_path: Path | None = None,
             vectors_path: Path | None = None) -> dict[str, Any]:
     vecs = load_vectors(model_path, vectors_path)
-    return {"query": [word], "positive": [word], "negative": [],
+    (found,) = vecs.resolve([word])
+    return {"query": [found], "positive": [found], "negative": [],
+            "resolved": _resolved([word], [found]),
             "neighbours": [{"word": w, "cosine": s}
-                           for w, s in vecs.nearest([word], top_k=top_k)]}
+                           for w, s in vecs.nearest([found], top_k=top_k)]}
 
 
 def analogy(a: str, b: str, c: str, top_k: int, model_path: Path | None = None,
             vectors_path: Path | None = None) -> dict[str, Any]:
     """a - b + c (king man woman -> queen), 3CosAdd over unit vectors."""
     vecs = load_vectors(model_path, vectors_path)
-    return {"query": [a, b, c], "positive": [a, c], "negative": [b],
+    fa, fb, fc = vecs.resolve([a, b, c])
+    return {"query": [fa, fb, fc], "positive": [fa, fc], "negative": [fb],
+            "resolved": _resolved([a, b, c], [fa, fb, fc]),
             "neighbours": [{"word": w, "cosine": s}
-                           for w, s in vecs.nearest([a, c], [b], top_k=top_k)]}
+                           for w, s in vecs.nearest([fa, fc], [fb], top_k=top_k)]}
+
+
+def _resolved(typed: list[str], found: list[str]) -> dict[str, str]:
+    """The query words found under another case: typed -> vocabulary spelling."""
+    return {t: f for t, f in zip(typed, found) if t != f}
 
 
 # --------------------------------------------------------------------------- init embeddings

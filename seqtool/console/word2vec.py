@@ -56,6 +56,9 @@ def render_neighbours(result: dict[str, Any]) -> None:
         bar = "█" * max(1, round(20 * max(n["cosine"], 0.0)))
         table.add_row(str(i), escape(n["word"]), f"{n['cosine']:.4f}", f"[cyan]{bar}[/]")
     con.print(table)
+    for typed, found in result.get("resolved", {}).items():
+        con.print(f"[dim]{escape(typed)}: not in the vocabulary, used {escape(found)} "
+                  "(the same word in another case)[/]")
 
 
 def render_word2vec_eval(result: dict[str, Any]) -> None:

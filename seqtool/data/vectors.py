@@ -38,6 +38,7 @@ class WordVectors:
         self.index = {w: i for i, w in enumerate(self.words)}
         norms = np.linalg.norm(self.matrix, axis=1, keepdims=True)
         self.unit = self.matrix / np.maximum(norms, 1e-12)  # (V, D)
+        self._folded: dict[str, str] | None = None  # casefold -> first spelling (lazy)
 
     def __len__(self) -> int:
         return len(self.words)
@@ -46,9 +47,16 @@ class WordVectors:
     def dim(self) -> int:
         return int(self.matrix.shape[1])
 
-    def lookup(self, words: Sequence[str]) -> list[int]:
-        """Row of each word; InputError naming the unknown ones, with close words."""
-        unknown = [w for w in words if w not in self.index]
+    def resolve(self, words: Sequence[str]) -> list[str]:
+        """Each word as in the vocabulary: itself if present, else its first (in a
+        frequency-sorted file, most frequent) spelling that differs only in case, so
+        `athens` finds `Athens`; InputError naming the unknown ones, with close words."""
+        if self._folded is None:
+            self._folded = {}
+            for w in self.words:
+                self._folded.setdefault(w.casefold(), w)
+        found = [w if w in self.index else self._folded.get(w.casefold()) for w in words]
+        unknown = [w for w, f in zip(words, found) if f is None]
         if unknown:
             names = ", ".join(repr(w) for w in dict.fromkeys(unknown))
             close = []
@@ -57,8 +65,12 @@ class WordVectors:
                 if hint:
                     close.append(f"for {w!r}: {hint}")
             raise InputError(f"not in the vocabulary ({len(self):,} words): {names}",
-                             "; ".join(close) or "no close words; words are case-sensitive")
-        return [self.index[w] for w in words]
+                             "; ".join(close) or "no close words in the vocabulary")
+        return [f for f in found if f is not None]
+
+    def lookup(self, words: Sequence[str]) -> list[int]:
+        """Row of each word (as `resolve` finds it)."""
+        return [self.index[w] for w in self.resolve(words)]
 
     def nearest(self, positive: Sequence[str], negative: Sequence[str] = (), top_k: int = 10,
                 restrict: int = 0) -> list[tuple[str, float]]:
