@@ -256,15 +256,11 @@ def init_embeddings(model: Any, path: str | Path, tokenizer: Any,
         raise ConfigError(f"{path} holds {vecs.dim}-dimensional vectors but model.emb_dim "
                           f"is {emb_dim}", f"--set model.emb_dim={vecs.dim}, or train "
                           f"vectors with --dim {emb_dim}")
-    lower = {}
-    for i, w in enumerate(vecs.words):
-        lower.setdefault(w.lower(), i)
-
     def rows(tok: Any) -> tuple[Any, Any]:
         ids, found = [], []
         for i in range(FIRST_WORD, tok.vocab_size):
             t = tok.id_to_token(i)
-            j = vecs.index.get(t, lower.get(t.lower()))
+            j = vecs.find(t)
             if j is not None:
                 ids.append(i)
                 found.append(j)

@@ -38,7 +38,7 @@ class WordVectors:
         self.index = {w: i for i, w in enumerate(self.words)}
         norms = np.linalg.norm(self.matrix, axis=1, keepdims=True)
         self.unit = self.matrix / np.maximum(norms, 1e-12)  # (V, D)
-        self._folded: dict[str, str] | None = None  # casefold -> first spelling (lazy)
+        self._lower: dict[str, int] | None = None  # lower-cased -> first row (lazy)
 
     def __len__(self) -> int:
         return len(self.words)
@@ -47,16 +47,21 @@ class WordVectors:
     def dim(self) -> int:
         return int(self.matrix.shape[1])
 
-    def resolve(self, words: Sequence[str]) -> list[str]:
-        """Each word as in the vocabulary: itself if present, else its first (in a
-        frequency-sorted file, most frequent) spelling that differs only in case, so
-        `athens` finds `Athens`; InputError naming the unknown ones, with close words."""
-        if self._folded is None:
-            self._folded = {}
-            for w in self.words:
-                self._folded.setdefault(w.casefold(), w)
-        found = [w if w in self.index else self._folded.get(w.casefold()) for w in words]
-        unknown = [w for w, f in zip(words, found) if f is None]
+    def find(self, word: str) -> int | None:
+        """Row of `word` as is, else of its first (in a frequency-sorted file, most
+        frequent) spelling equal to it lower-cased (`athens` finds `Athens`), else None."""
+        if self._lower is None:
+            self._lower = {}
+            for i, w in enumerate(self.words):
+                self._lower.setdefault(w.lower(), i)
+        row = self.index.get(word)
+        return self._lower.get(word.lower()) if row is None else row
+
+    def lookup(self, words: Sequence[str]) -> list[int]:
+        """Row of each word (`find`); InputError naming the unknown ones, with close
+        words."""
+        rows = [self.find(w) for w in words]
+        unknown = [w for w, r in zip(words, rows) if r is None]
         if unknown:
             names = ", ".join(repr(w) for w in dict.fromkeys(unknown))
             close = []
@@ -66,11 +71,11 @@ class WordVectors:
                     close.append(f"for {w!r}: {hint}")
             raise InputError(f"not in the vocabulary ({len(self):,} words): {names}",
                              "; ".join(close) or "no close words in the vocabulary")
-        return [f for f in found if f is not None]
+        return [r for r in rows if r is not None]
 
-    def lookup(self, words: Sequence[str]) -> list[int]:
-        """Row of each word (as `resolve` finds it)."""
-        return [self.index[w] for w in self.resolve(words)]
+    def resolve(self, words: Sequence[str]) -> list[str]:
+        """Each word as the vocabulary spells it (`lookup`)."""
+        return [self.words[r] for r in self.lookup(words)]
 
     def nearest(self, positive: Sequence[str], negative: Sequence[str] = (), top_k: int = 10,
                 restrict: int = 0) -> list[tuple[str, float]]:
