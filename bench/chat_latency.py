@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
 
     import torch
 
-    from seqtool.commands.chat import ChatSession, ChatSettings, load_chatbot
+    from seqtool.commands.chat import ChatSession, ChatSettings
+    from seqtool.loading import load_chatbot
 
     torch.set_num_threads(args.threads)
     turns = 3 if args.quick else args.turns

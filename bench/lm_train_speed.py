@@ -10,7 +10,7 @@ the same perplexity after the same number of tokens.
 Configurations (all on the same PTB windows, same seeds, SGD lr 20, clip 0.25):
   reference-fp32          bench/reference_lm.py (the pytorch/examples recipe)
   reference-fp32-malloc   the same, run last, with seqtool's malloc settings
-                          (seqtool/allocator.py), to show their share
+                          (seqtool/runtime.py), to show their share
   seqtool-fp32            seqtool RNNLM (full tied softmax) through seqtool.training.Trainer
   seqtool-bf16            the same under bf16 autocast (TrainConfig.precision = "bf16")
   seqtool-adaptive-bf16   softmax="adaptive", cutoffs (2000, 5000), bf16
@@ -59,7 +59,7 @@ from _common import fmt, machine_info, markdown_table, write_result  # noqa: E40
 from matmul_peak import measure_peak  # noqa: E402
 from reference_lm import ReferenceLSTMLM, evaluate, train_steps  # noqa: E402
 
-from seqtool.allocator import keep_freed_memory  # noqa: E402
+from seqtool.runtime import keep_freed_memory  # noqa: E402
 from seqtool.config import LMModelConfig, TrainConfig  # noqa: E402
 from seqtool.data.lm import LMData, encode_stream  # noqa: E402
 from seqtool.data.text import read_lines  # noqa: E402
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     results: list[RunResult] = []
     # In CONFIGS order: the reference runs first, with glibc's default malloc as its
-    # users run it; seqtool's Trainer then keeps freed memory (seqtool/allocator.py) for
+    # users run it; seqtool's Trainer then keeps freed memory (seqtool/runtime.py) for
     # the rest of the process, so reference-fp32-malloc (last) shows what that setting
     # alone gives the reference.
     for name in [c for c in CONFIGS if c in args.configs]:

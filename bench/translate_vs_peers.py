@@ -98,7 +98,7 @@ def train_seqtool(data: Path, out: Path, steps: int, precision: str) -> tuple[di
 def run_seqtool(data: Path, out: Path, steps: int, precision: str) -> dict:
     import torch
 
-    from seqtool.commands.translate import load_translator
+    from seqtool.loading import load_translator
 
     summary, tok_s, train_wall = train_seqtool(data, out, steps, precision)
     torch.set_num_threads(2)
@@ -125,9 +125,9 @@ def seqtool_decode(loaded: Any, src: list[str], beam: int) -> tuple[float, list[
     """(seconds, translations) of the test sources, model already loaded. As the
     peers: no length penalty, only the hard cap of 100 output tokens (a ratio of
     100 x the source length never binds first), batches of 64."""
-    from seqtool.commands.translate import search_settings, translate_lines
+    from seqtool.translation import search_settings, translate_lines
 
-    search = search_settings(loaded.config.search, beam=beam, nbest=1, alpha=0.0,
+    search = search_settings(loaded.config.search, beam_size=beam, n_best=1, alpha=0.0,
                              max_len_ratio=100.0, no_repeat_ngram=0)
     t0 = time.perf_counter()
     hyps = [t.texts[0] for t in translate_lines(loaded, src, search, "cpu", 64)]
@@ -165,7 +165,7 @@ def decode_reps(data: Path, work: Path, peers_dir: Path, reps: int) -> dict:
     decodings minutes apart."""
     import torch
 
-    from seqtool.commands.translate import load_translator
+    from seqtool.loading import load_translator
 
     torch.set_num_threads(2)
     loaded = load_translator(work / "seqtool-bf16" / "last", None, None, "cpu")

@@ -64,7 +64,7 @@ def read_sentences(path: Path, max_words: int) -> list[str]:
 
 def scores(vecs: Any, restrict: int) -> dict[str, Any]:
     from seqtool.commands.word2vec import benchmark_file
-    from seqtool.data.vectors import analogy_accuracy, word_pair_correlation
+    from seqtool.metrics import analogy_accuracy, word_pair_correlation
 
     ws = word_pair_correlation(vecs, benchmark_file("wordsim", None))
     an = analogy_accuracy(vecs, benchmark_file("analogies", None), restrict)
@@ -175,9 +175,9 @@ def main() -> None:
 
     import torch
 
-    from seqtool.allocator import keep_freed_memory
+    from seqtool.runtime import keep_freed_memory
 
-    # seqtool's word2vec sets glibc's malloc to keep freed memory (seqtool/allocator.py);
+    # seqtool's word2vec sets glibc's malloc to keep freed memory (seqtool/runtime.py);
     # the setting is process-wide, so set it first: gensim runs under it too.
     keep_freed_memory()
     torch.set_num_threads(a.threads)

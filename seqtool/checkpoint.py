@@ -54,12 +54,6 @@ def atomic_folder_write(folder: Path, write: Any) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 @dataclass
 class Loaded:
     model: Any  # nn.Module, in eval mode
@@ -86,7 +80,9 @@ def save_checkpoint(folder: Path, *, model: Any, config: Any, tokenizer: Any,
 
     from safetensors.torch import save_file, save_model
 
-    two_sided = model.kind == "translate"
+    from seqtool.models.registry import spec_for
+
+    two_sided = spec_for(config.task, config.model.arch).two_vocabularies
     if two_sided and tgt_tokenizer is None:
         raise ValueError("a translation checkpoint needs tgt_tokenizer (pass the tokenizer "
                          "itself for a joint vocabulary)")
@@ -163,7 +159,7 @@ def load_checkpoint(path: str | Path, expect_kind: str | tuple[str, ...] | None 
 
     from seqtool.configfile import build_config
     from seqtool.data.tokenizer import load_tokenizer
-    from seqtool.models import build_model
+    from seqtool.models.registry import spec_for
 
     folder = resolve_folder(path)
     meta = read_meta(folder)
@@ -185,7 +181,11 @@ def load_checkpoint(path: str | Path, expect_kind: str | tuple[str, ...] | None 
     tokenizer = load_tokenizer(folder)
     tgt_tokenizer = tokenizer
     sizes: Any = tokenizer.vocab_size
-    if kind == "translate":  # [source, target]; tgt/ holds a separate target tokenizer
+    if kind != config.task:
+        raise CheckpointError(f"{folder / CONFIG_FILE} says kind {kind!r} but task "
+                              f"{config.task!r}", "the checkpoint is damaged")
+    spec = spec_for(config.task, config.model.arch)
+    if spec.two_vocabularies:  # [source, target]; tgt/ holds a separate target tokenizer
         if (folder / TGT_DIR).is_dir():
             tgt_tokenizer = load_tokenizer(folder / TGT_DIR)
         sizes = (tokenizer.vocab_size, tgt_tokenizer.vocab_size)
@@ -196,7 +196,7 @@ def load_checkpoint(path: str | Path, expect_kind: str | tuple[str, ...] | None 
                               f"{CONFIG_FILE} {stored})",
                               "the checkpoint folder mixes files from different runs")
     try:
-        model = build_model(kind, config.model, sizes)
+        model = spec.build(config.model, sizes)
     except ConfigError as exc:
         raise CheckpointError(f"{folder / CONFIG_FILE}: {exc.message}",
                               "the checkpoint is damaged or from another seqtool") from None

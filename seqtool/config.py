@@ -17,12 +17,20 @@ from typing import Any
 
 
 def _opt(default: Any, help: str, choices: tuple = (), low: float | None = None,
-         high: float | None = None) -> Any:
-    """A dataclass field with a help text, allowed choices and a range."""
-    meta = {"help": help, "choices": choices, "low": low, "high": high}
+         high: float | None = None, above: float | None = None) -> Any:
+    """A dataclass field with a help text, allowed choices and a range (`low`/`high`
+    inclusive, `above` an exclusive lower bound). configfile.coerce checks TOML keys,
+    `--set` overrides and command-line flags against them, so each range is written
+    once, here."""
+    meta = {"help": help, "choices": choices, "low": low, "high": high, "above": above}
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda: tuple(default), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+# sacrebleu's tokenizers (metrics.bleu; data.bleu_tokenize, --bleu-tokenize)
+BLEU_TOKENIZERS = ("13a", "intl", "char", "none", "zh", "ja-mecab", "ko-mecab", "flores101",
+                   "flores200")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,8 +53,7 @@ class DataConfig:
     test_tgt: str = _opt("", "translation: target side of the test pairs")
     bleu_tokenize: str = _opt("", "translation: sacrebleu tokenizer for BLEU ('' = by target "
                               "language: char for ja/ko, zh for zh, else 13a)",
-                              ("", "13a", "intl", "char", "none", "zh", "ja-mecab", "ko-mecab",
-                               "flores101", "flores200"))
+                              ("", *BLEU_TOKENIZERS))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +69,7 @@ class TokenizerConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class LMModelConfig:
+    arch: str = _opt("rnn", "architecture (seqtool.models.registry)")
     cell: str = _opt("lstm", "recurrent cell",
                      ("lstm", "gru", "rnn_tanh", "rnn_relu", "peephole"))
     emb_dim: int = _opt(400, "embedding size (= output projection size when tied)", low=1)
@@ -107,6 +115,7 @@ class Seq2SeqModelConfig:
     (JoeyNMT / OpenNMT-py, shared/peers/NOTES.md): bi-GRU 128 per direction,
     GRU decoder 256, Bahdanau attention, input feeding, no bridge layer."""
 
+    arch: str = _opt("rnn", "architecture (seqtool.models.registry)")
     cell: str = _opt("gru", "recurrent cell of encoder and decoder",
                      ("gru", "lstm", "rnn_tanh", "rnn_relu"))
     emb_dim: int = _opt(128, "source and target embedding size", low=1)
@@ -141,7 +150,7 @@ class ChatModelConfig:
     word_dropout and bow_weight act in VHRED training only."""
 
     arch: str = _opt("hred", "seq2seq (previous utterance only), hred (context RNN), or "
-                     "vhred (context RNN + latent variable)", ("seq2seq", "hred", "vhred"))
+                     "vhred (context RNN + latent variable); seqtool.models.registry")
     cell: str = _opt("gru", "recurrent cell of encoder, context RNN and decoder",
                      ("gru", "lstm"))
     emb_dim: int = _opt(128, "embedding size (encoder and decoder share the embeddings)", low=1)
@@ -195,7 +204,7 @@ class SearchConfig:
                      "ones at the current length (early, as OpenNMT-py) or when none can "
                      "overtake them (exact; slower with alpha > 0)", ("early", "exact"))
     precision: str = _opt("auto", "decoding precision: auto = the model's train.precision "
-                          "(bf16 autocast decodes ~1.5x faster on this CPU)",
+                          "(bf16 autocast; faster on CPUs with AVX-512 BF16 or AMX)",
                           ("auto", "fp32", "bf16"))
 
 
@@ -205,7 +214,7 @@ class Word2VecConfig:
     the word tokenizer with tokenizer.min_freq as word2vec's min-count."""
 
     arch: str = _opt("skipgram", "skip-gram (predict the word from each context word) or "
-                     "CBOW (from the mean of the context)", ("skipgram", "cbow"))
+                     "CBOW (from the mean of the context); seqtool.models.registry")
     dim: int = _opt(100, "vector size", low=1)
     window: int = _opt(5, "largest context window; each word draws its own from 1..window",
                        low=1, high=50)
@@ -219,8 +228,38 @@ class Word2VecConfig:
     batch_words: int = _opt(1024, "predicted words per batched update", low=1)
 
 
-MODEL_CONFIGS: dict[str, type] = {"lm": LMModelConfig, "translate": Seq2SeqModelConfig,
-                                 "chat": ChatModelConfig, "word2vec": Word2VecConfig}
+@dataclass(frozen=True, kw_only=True)
+class PredictConfig:
+    """`seqtool predict`: the next-word table."""
+
+    top_k: int = _opt(10, "how many candidates to list", low=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplingConfig:
+    """`seqtool generate` (seqtool.decoding.decode with sample=True)."""
+
+    max_tokens: int = _opt(30, "tokens to generate", low=1)
+    temperature: float = _opt(1.0, "sampling temperature", above=0.0)
+    top_k: int = _opt(0, "sample from the k most probable tokens (0 = all)", low=0)
+    top_p: float = _opt(1.0, "nucleus sampling: the smallest set of tokens with this mass",
+                        above=0.0, high=1.0)
+    greedy: bool = _opt(False, "always take the most probable token")
+    num_samples: int = _opt(1, "independent samples", low=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatSettings:
+    """`seqtool chat`: decoding settings of a conversation (the /samples and /context
+    commands change them within their ranges)."""
+
+    samples: int = _opt(1, "replies per turn (VHRED: a z for each)", low=1, high=10)
+    context: int = _opt(3, "previous utterances the model sees", low=1, high=50)
+    temperature: float = _opt(0.8, "sampling temperature", above=0.0)
+    top_p: float = _opt(0.9, "nucleus sampling mass", above=0.0, high=1.0)
+    greedy: bool = _opt(False, "most probable words instead of sampling (VHRED: still one z "
+                        "per reply)")
+    max_len: int = _opt(40, "reply length limit in tokens", low=1)
 
 
 @dataclass(frozen=True, kw_only=True)

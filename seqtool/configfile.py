@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from seqtool.config import (
-    MODEL_CONFIGS,
     TABLES,
     DataConfig,
     RunConfig,
@@ -21,18 +20,40 @@ from seqtool.config import (
     TrainConfig,
 )
 from seqtool.errors import ConfigError, did_you_mean
+from seqtool.models.registry import spec_for
 
 
-def _table_classes(task: str) -> dict[str, type]:
-    if task not in MODEL_CONFIGS:
-        raise ConfigError(f"unknown task {task!r}",
-                          f"valid tasks: {', '.join(sorted(MODEL_CONFIGS))}")
+def _table_classes(task: str, model: Any) -> dict[str, type]:
+    """The classes of a run's tables; [model] by its arch (models/registry.py)."""
+    arch = model.get("arch") if isinstance(model, dict) else None
+    if arch is not None and not isinstance(arch, str):
+        raise ConfigError(f"model.arch must be str, got {arch!r}")
     return {"data": DataConfig, "tokenizer": TokenizerConfig,
-            "model": MODEL_CONFIGS[task], "train": TrainConfig, "search": SearchConfig}
+            "model": spec_for(task, arch).config, "train": TrainConfig, "search": SearchConfig}
 
 
-def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
-    typ = f.type if not isinstance(f.type, str) else eval(f.type, vars(typing) | {"tuple": tuple})
+def _field_type(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
+
+
+def coerce(value: Any, f: dataclasses.Field, where: str, typ: Any) -> Any:
+    """`value` (from TOML, `--set` or a command-line flag) as the field's type, checked
+    against its choices and range; ConfigError naming `where` otherwise."""
+    value = _as_type(value, typ, where)
+    meta = f.metadata
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"{where} = {value!r} is not a valid choice",
+                          f"choose one of: {', '.join(meta['choices'])}")
+    low, high, above = meta.get("low"), meta.get("high"), meta.get("above")
+    if (low is not None and value < low or high is not None and value > high
+            or above is not None and value <= above):
+        start = f"[{low}" if low is not None else f"({above}" if above is not None else "(-inf"
+        rng = f"{start}, {high if high is not None else 'inf'}{']' if high is not None else ')'}"
+        raise ConfigError(f"{where} = {value!r} is out of range", f"allowed range: {rng}")
+    return value
+
+
+def _as_type(value: Any, typ: Any, where: str) -> Any:
     origin = typing.get_origin(typ)
     try:
         if typ is bool:
@@ -63,15 +84,13 @@ def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
     except (TypeError, ValueError):
         tname = getattr(typ, "__name__", str(typ))
         raise ConfigError(f"{where} must be {tname}, got {value!r}") from None
-    meta = f.metadata
-    if meta.get("choices") and value not in meta["choices"]:
-        raise ConfigError(f"{where} = {value!r} is not a valid choice",
-                          f"choose one of: {', '.join(meta['choices'])}")
-    low, high = meta.get("low"), meta.get("high")
-    if low is not None and value < low or high is not None and value > high:
-        rng = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
-        raise ConfigError(f"{where} = {value!r} is out of range", f"allowed range: {rng}")
     return value
+
+
+def coerce_key(cls: type, name: str, value: Any, where: str) -> Any:
+    """One key of a config class, checked as in a TOML table (for command-line flags)."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return coerce(value, f, where, _field_type(cls, name))
 
 
 def _build_table(cls: type, values: dict[str, Any], table: str) -> Any:
@@ -82,15 +101,26 @@ def _build_table(cls: type, values: dict[str, Any], table: str) -> Any:
             raise ConfigError(f"unknown config key '{table}.{key}'",
                               did_you_mean(key, names) or f"valid keys in [{table}]: "
                               + ", ".join(names))
-        kwargs[key] = _coerce(value, names[key], f"{table}.{key}")
+        kwargs[key] = coerce(value, names[key], f"{table}.{key}", _field_type(cls, key))
     return cls(**kwargs)
+
+
+def replace_checked(obj: Any, changes: dict[str, Any], names: dict[str, str] | None = None
+                    ) -> Any:
+    """`obj` (a frozen config) with the `changes` that are not None, each checked by
+    the same code as a TOML key; `names` maps a key to the flag that set it, for the
+    error message (default: the key)."""
+    cls = type(obj)
+    given = {k: coerce_key(cls, k, v, (names or {}).get(k, k)) for k, v in changes.items()
+             if v is not None}
+    return dataclasses.replace(obj, **given)
 
 
 def build_config(raw: dict[str, Any]) -> RunConfig:
     """Validate a nested dict (from TOML or JSON) into a RunConfig."""
     raw = dict(raw)
     task = raw.pop("task", "lm")
-    classes = _table_classes(task)
+    classes = _table_classes(task, raw.get("model"))
     for key in raw:
         if key not in classes:
             raise ConfigError(f"unknown config table [{key}]",
@@ -160,11 +190,3 @@ def load_config(task: str, preset: str | None, overrides: tuple[str, ...] = (),
         raw.setdefault(table, {})[name] = value
     return build_config(raw)
 
-
-def describe(cls: type) -> list[tuple[str, str, str]]:
-    """(key, default, help) rows, for `--help` texts and docs."""
-    rows = []
-    for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        rows.append((f.name, repr(default), f.metadata.get("help", "")))
-    return rows

@@ -1,5 +1,6 @@
 """Scores: sacrebleu BLEU and chrF (with their signatures, so a number can be
-reproduced), perplexity, and distinct-n for generated text.
+reproduced) of lines against references, perplexity, distinct-n for generated
+text, and the word-vector benchmarks (WordSim-353 correlation, Google analogies).
 
 sacrebleu is imported inside the functions that use it, so importing this
 module stays cheap. The signature (e.g. `nrefs:1|case:mixed|eff:no|tok:13a|
@@ -11,15 +12,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from seqtool.errors import ConfigError
+from seqtool.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from seqtool.data.vectors import WordVectors
 
 # sacrebleu tokenizers by target language where 13a (made for English-like text
 # with spaces between words) would score whole sentences as one word
 _TOKENIZE_BY_LANG = {"zh": "zh", "ja": "char", "ko": "char", "th": "char"}
-BLEU_TOKENIZERS = ("13a", "intl", "char", "none", "zh", "ja-mecab", "ko-mecab", "flores101",
-                   "flores200")
 
 
 def default_bleu_tokenize(lang: str | None) -> str:
@@ -31,6 +36,11 @@ def default_bleu_tokenize(lang: str | None) -> str:
     the same way on both sides (small_parallel_enja), "none" is also fair.
     """
     return _TOKENIZE_BY_LANG.get((lang or "").lower(), "13a")
+
+
+def bleu_tokenize_for(override: str | None, configured: str, lang: str | None) -> str:
+    """--bleu-tokenize, else the model's data.bleu_tokenize, else by target language."""
+    return override or configured or default_bleu_tokenize(lang)
 
 
 def _check(hypotheses: Sequence[str], references: Sequence[str]) -> None:
@@ -100,3 +110,164 @@ def distinct_n(sentences: Iterable[str | Sequence[str]], n: int) -> float:
         seen.update(grams)
         total += len(grams)
     return len(seen) / total if total else 0.0
+
+
+def score_lines(hypotheses: Sequence[str], references: Sequence[str], tokenize: str,
+                lowercase: bool) -> dict[str, Any]:
+    """BLEU and chrF with their sacrebleu signatures."""
+    b = bleu(hypotheses, references, tokenize, lowercase)
+    c = chrf(hypotheses, references, lowercase)
+    return {"bleu": b["score"], "chrf": c["score"], "bleu_signature": b["signature"],
+            "chrf_signature": c["signature"], "sentences": len(hypotheses),
+            "bleu_precisions": b["precisions"], "brevity_penalty": b["bp"]}
+
+
+def score_against(hypotheses: Sequence[str], reference: Path, tokenize: str,
+                  lowercase: bool) -> dict[str, Any]:
+    """Score translations against a reference file with one line per translation."""
+    from seqtool.data.text import read_lines
+
+    refs = read_lines(reference, "reference file")
+    if len(refs) != len(hypotheses):
+        raise DataError(f"the reference {reference} has {len(refs)} lines, but "
+                        f"{len(hypotheses)} sentences were translated",
+                        "give the reference translation of the same input, one line per line")
+    return {**score_lines(hypotheses, refs, tokenize, lowercase), "reference": str(reference)}
+
+
+# --------------------------------------------------------------------------- word vectors
+def _case_folded(vecs: WordVectors, restrict: int) -> tuple[dict[str, int], np.ndarray]:
+    """As gensim's evaluations: UPPER(word) -> row of its first (most frequent) spelling
+    among the first `restrict` words, and each of those rows' canonical row."""
+    import numpy as np
+
+    rows: dict[str, int] = {}
+    words = vecs.words[:restrict] if restrict > 0 else vecs.words
+    for i, w in enumerate(words):
+        rows.setdefault(w.upper(), i)
+    canon = np.array([rows[w.upper()] for w in words], dtype=np.int64)
+    return rows, canon
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n, ties given their average rank (as scipy.stats.rankdata)."""
+    import numpy as np
+
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = np.arange(1, len(x) + 1)
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return (sums / counts)[inverse]
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    import numpy as np
+
+    x, y = x - x.mean(), y - y.mean()
+    denom = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    return float((x * y).sum() / denom) if denom > 0 else float("nan")
+
+
+def word_pair_correlation(vecs: WordVectors, path: str | Path, restrict: int = 300000
+                          ) -> dict[str, float | int]:
+    """Spearman (and Pearson) correlation between human similarity scores and cosine
+    similarity, over the pairs whose words are both known (case-insensitive), as
+    gensim's evaluate_word_pairs. File: `word<TAB>word<TAB>score` lines, # comments."""
+    import numpy as np
+
+    from seqtool.data.text import read_lines
+
+    rows, _ = _case_folded(vecs, restrict)
+    gold, model, oov = [], [], 0
+    for n, line in enumerate(read_lines(path, "word-pair file"), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split("\t") if "\t" in line else line.split()
+        try:
+            a, b, score = parts[0].strip().upper(), parts[1].strip().upper(), float(parts[2])
+            if len(parts) != 3:
+                raise ValueError
+        except (ValueError, IndexError):
+            raise DataError(f"{path}: line {n} is not 'word TAB word TAB score'",
+                            "WordSim-353 format: two words and a number per line") from None
+        if a not in rows or b not in rows:
+            oov += 1
+            continue
+        gold.append(score)
+        model.append(float(vecs.unit[rows[a]] @ vecs.unit[rows[b]]))
+    if len(gold) < 2:
+        raise DataError(f"fewer than two pairs of {path} have both words in the vocabulary",
+                        "train on more text or lower --min-count")
+    g, m = np.array(gold), np.array(model)
+    return {"spearman": _pearson(_ranks(g), _ranks(m)), "pearson": _pearson(g, m),
+            "pairs": len(gold), "oov_pairs": oov, "oov_ratio": oov / (oov + len(gold))}
+
+
+def read_analogies(path: str | Path) -> list[tuple[str, list[tuple[int, list[str]]]]]:
+    """Sections (': name' lines) of 4-word questions, with their line numbers."""
+    from seqtool.data.text import read_lines
+
+    sections: list[tuple[str, list[tuple[int, list[str]]]]] = []
+    for n, line in enumerate(read_lines(path, "analogy file"), start=1):
+        if not line.strip():
+            continue
+        if line.startswith(":"):
+            sections.append((line[1:].strip(), []))
+            continue
+        words = line.split()
+        if len(words) != 4:
+            raise DataError(f"{path}: line {n} has {len(words)} words, expected 4",
+                            "Google analogy format: 'a b c d' lines under ': section' lines")
+        if not sections:
+            raise DataError(f"{path}: line {n} comes before the first ': section' line",
+                            "start the file with a section line, e.g. ': capital-world'")
+        sections[-1][1].append((n, [w.upper() for w in words]))
+    return sections
+
+
+def analogy_accuracy(vecs: WordVectors, path: str | Path, restrict: int = 30000,
+                     chunk: int = 512) -> dict[str, Any]:
+    """Accuracy on 'a b c d' questions (d = b - a + c, 3CosAdd), as gensim's
+    evaluate_word_analogies: case-insensitive; only the first `restrict` words count,
+    as answers and as question words; questions with other words are skipped; a, b
+    and c (any spelling) are never the answer. Per section and overall; sections
+    named gram* are syntactic, the others semantic."""
+    import numpy as np
+
+    rows, canon = _case_folded(vecs, restrict)
+    unit = vecs.unit[: len(canon)]  # (R, D)
+    out_sections, qs, owner = [], [], []
+    skipped = 0
+    for s, (name, questions) in enumerate(read_analogies(path)):
+        out_sections.append({"section": name, "correct": 0, "total": 0})
+        for _, words in questions:
+            if all(w in rows for w in words):
+                qs.append([rows[w] for w in words])
+                owner.append(s)
+            else:
+                skipped += 1
+    q = np.array(qs, dtype=np.int64).reshape(-1, 4)  # (M, 4) rows of a, b, c, d
+    right = np.zeros(len(q), dtype=bool)
+    for lo in range(0, len(q), chunk):
+        a, b, c, d = q[lo: lo + chunk].T
+        query = unit[b] - unit[a] + unit[c]  # (m, D); norm does not change the argmax
+        sims = query @ unit.T  # (m, R)
+        for x in (a, b, c):
+            sims[canon[None, :] == x[:, None]] = -np.inf
+        right[lo: lo + chunk] = canon[sims.argmax(1)] == d
+    for s, ok in zip(owner, right.tolist()):
+        out_sections[s]["total"] += 1
+        out_sections[s]["correct"] += int(ok)
+
+    def acc(pick: list[dict[str, Any]]) -> float | None:
+        total = sum(x["total"] for x in pick)
+        return sum(x["correct"] for x in pick) / total if total else None
+
+    syntactic = [x for x in out_sections if x["section"].startswith("gram")]
+    semantic = [x for x in out_sections if not x["section"].startswith("gram")]
+    for x in out_sections:
+        x["accuracy"] = acc([x])
+    return {"accuracy": acc(out_sections), "correct": int(right.sum()),
+            "answered": len(q), "skipped_oov": skipped, "semantic": acc(semantic),
+            "syntactic": acc(syntactic), "sections": out_sections}

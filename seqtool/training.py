@@ -1,6 +1,7 @@
 """The model-agnostic training loop.
 
-It knows only the `loss(batch, carry)` protocol (models/base.py) and a data
+It knows only the module call `model(batch, carry) -> LossResult` (models/base.py:
+`forward`, so the model may be wrapped, e.g. by DistributedDataParallel) and a data
 object with `train_batches(epoch)`, `valid_batches()`, `steps_per_epoch()`,
 `metric` and `higher_is_better`, and optionally `extra_metrics(model, device)
 -> {name: value}` (e.g. greedy-decoding BLEU), merged into each evaluation as
@@ -15,7 +16,6 @@ N steps interrupted and resumed give the same weights as N steps in one go.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from seqtool.config import TrainConfig
 from seqtool.errors import Interrupted, TrainingError
 from seqtool.models.base import LossResult
+from seqtool.runtime import autocast, keep_freed_memory, to_device
 
 
 class Reporter(Protocol):
@@ -61,16 +62,6 @@ class TrainerState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
-
-
 @torch.no_grad()
 def evaluate_loss(model: nn.Module, batches: Iterable[dict[str, Tensor]], device: torch.device,
                   precision: str = "fp32") -> dict[str, float]:
@@ -81,7 +72,7 @@ def evaluate_loss(model: nn.Module, batches: Iterable[dict[str, Tensor]], device
     extras: dict[str, float] = {}
     for batch in batches:
         with autocast(device, precision):
-            res: LossResult = model.loss(to_device(batch, device), carry)
+            res: LossResult = model(to_device(batch, device), carry)
         total += float(res.loss_sum)
         tokens += res.tokens
         carry = res.carry
@@ -168,7 +159,7 @@ class Trainer:
 
     def _train_step(self, batch: dict[str, Tensor]) -> tuple[float, int]:
         with autocast(self.device, self.cfg.precision):
-            res = self.model.loss(to_device(batch, self.device), self.carry)
+            res: LossResult = self.model(to_device(batch, self.device), self.carry)
         loss = res.loss_sum / max(res.tokens, 1)
         value = float(loss.detach())
         if not math.isfinite(value):
@@ -244,9 +235,7 @@ class Trainer:
         return max(scores) if self.data.higher_is_better else min(scores)
 
     def run(self) -> dict[str, Any]:
-        from seqtool.allocator import keep_freed_memory
-
-        keep_freed_memory()  # no page faults on each step's fresh buffers (allocator.py)
+        keep_freed_memory()  # no page faults on each step's fresh buffers (runtime.py)
         cfg, st = self.cfg, self.state
         self.model.to(self.device).train()
         steps_per_epoch = self.data.steps_per_epoch()

@@ -1,17 +1,22 @@
-"""Import rules from STYLE.md section 1, checked by parsing the source with ast:
-imports point downward, click/rich live in cli/ and console/ only, and heavy
-libraries are imported inside functions so `seqtool --help` stays instant."""
+"""Import rules, checked by parsing the source with ast: the layers and the
+"never" edges of tests/architecture.toml (the table README.md shows: imports
+point downward, every module in one layer, no import circle), click/rich live in
+cli/ and console/ only, and heavy libraries are imported inside functions so
+`seqtool --help` stays instant."""
 
 from __future__ import annotations
 
 import ast
+import fnmatch
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "seqtool"
+RULES = tomllib.loads((Path(__file__).parent / "architecture.toml").read_text("utf-8"))
 HEAVY = ("torch", "datasets", "sacrebleu", "sentencepiece", "matplotlib")
 LIGHT_MODULES = ["cli/*.py", "console/*.py", "errors.py", "config.py", "configfile.py",
                  "commands/*.py"]
@@ -138,13 +143,123 @@ def test_light_modules_stay_light_through_their_seqtool_imports():
     assert not bad, bad
 
 
-@pytest.mark.parametrize("layer", ["layers", "models", "data"])
-def test_lower_layers_do_not_import_upper_ones(layer):
-    upper = ("seqtool.commands", "seqtool.training", "seqtool.cli", "seqtool.console",
-             "seqtool.decoding")
-    bad = [f"{rel(p)}:{line} {m}" for p in sorted((PKG / layer).rglob("*.py"))
-           for m, line in imports(p) if any(is_module(m, u) for u in upper)]
-    assert not bad, bad
+# --------------------------------------------------------------------------- layers
+def matches(mod: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(mod, p) for p in patterns)
+
+
+def layer_of(mod: str, layers: list[dict]) -> list[int]:
+    """The layers that name `mod`; a module named exactly wins over a "pkg.*" pattern
+    (seqtool.models.registry is core, the rest of seqtool.models.* is models)."""
+    exact = [i for i, layer in enumerate(layers) if mod in layer["modules"]]
+    return exact or [i for i, layer in enumerate(layers) if matches(mod, layer["modules"])]
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the package modules it imports anywhere in its body (functions too)."""
+    files = {module_name(p): p for p in sources()}
+    graph: dict[str, set[str]] = {}
+    for mod, path in files.items():
+        found = set()
+        for m, _ in imports(path):
+            parts = m.split(".")
+            for k in range(len(parts), 0, -1):  # the longest prefix that is a module
+                name = ".".join(parts[:k])
+                if name in files:
+                    if name != mod:
+                        found.add(name)
+                    break
+        graph[mod] = found
+    return graph
+
+
+def layer_breaks(graph: dict[str, set[str]], rules: dict) -> list[str]:
+    """Modules in no layer or in two, edges that point up, and "never" edges."""
+    layers, bad = rules["layer"], []
+    for mod in sorted(graph):
+        where = layer_of(mod, layers)
+        if len(where) != 1:
+            bad.append(f"{mod} is in {len(where)} layers (tests/architecture.toml)")
+    for mod, deps in sorted(graph.items()):
+        here = layer_of(mod, layers)
+        for dep in sorted(deps):
+            there = layer_of(dep, layers)
+            if here and there and there[0] > here[0]:
+                bad.append(f"{mod} ({layers[here[0]]['name']}) imports {dep} "
+                           f"({layers[there[0]]['name']}, a higher layer)")
+            for rule in rules.get("never", []):
+                if (matches(mod, rule["from"]) and matches(dep, rule["to"])
+                        and not matches(mod, rule.get("except", []))):
+                    bad.append(f"{mod} imports {dep}: never ({rule['why']})")
+    return bad
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_every_module_is_in_one_layer_and_imports_point_down():
+    bad = layer_breaks(import_graph(), RULES)
+    assert not bad, "\n".join(bad)
+
+
+def test_no_import_circle_in_the_package():
+    assert cycles(import_graph()) == []
+
+
+def test_the_checker_finds_planted_breaks():
+    """The rules can fail: an upward import, a command importing a command, a module
+    in no layer, decoding importing a model, and a circle are all reported."""
+    graph = {"seqtool.data.text": {"seqtool.training"},
+             "seqtool.commands.a": {"seqtool.commands.b"}, "seqtool.commands.b": set(),
+             "seqtool.newthing": set(), "seqtool.decoding": {"seqtool.models.lm"},
+             "seqtool.models.lm": set(), "seqtool.training": set()}
+    bad = "\n".join(layer_breaks(graph, RULES))
+    assert "seqtool.data.text (data) imports seqtool.training (library" in bad
+    assert "seqtool.commands.a imports seqtool.commands.b: never" in bad
+    assert "seqtool.newthing is in 0 layers" in bad
+    assert "seqtool.decoding imports seqtool.models.lm: never" in bad
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_readme_shows_the_layers_of_the_rules_file():
+    """README.md's architecture table lists the layers of architecture.toml, in order,
+    with their modules, so the picture a reader sees is the one the test checks."""
+    readme = (PKG.parent / "README.md").read_text("utf-8")
+    section = readme[readme.index("## Architecture"):]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    assert [r.split("|")[1].strip(" `") for r in rows] == [
+        layer["name"] for layer in reversed(RULES["layer"])]
+    for row, layer in zip(rows, reversed(RULES["layer"])):
+        assert all(f"`{m}`" in row for m in layer["modules"]), (layer["name"], row)
 
 
 def test_library_code_does_not_print():

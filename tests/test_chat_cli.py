@@ -178,9 +178,9 @@ def test_eof_in_the_middle_of_a_session(runs):
 
 
 def test_no_model_and_nothing_shipped(monkeypatch):
-    from seqtool.commands import chat as chat_mod
+    from seqtool import loading
 
-    monkeypatch.setattr(chat_mod, "DEFAULT_CHAT", "not-installed-chat-model")
+    monkeypatch.setattr(loading, "DEFAULT_CHAT", "not-installed-chat-model")
     assert_user_error(run_cli("chat", stdin="hi\n"), "shipped", "--model")
 
 
@@ -208,7 +208,8 @@ class Reader:
 
 
 def session(run: Path, **settings):
-    from seqtool.commands.chat import ChatSession, ChatSettings, load_chatbot
+    from seqtool.commands.chat import ChatSession, ChatSettings
+    from seqtool.loading import load_chatbot
 
     return ChatSession(load_chatbot(run), ChatSettings(context=2, **settings), seed=0)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seqtool.config import MODEL_CONFIGS, RunConfig, TrainConfig
+from seqtool.config import RunConfig, TrainConfig
 from seqtool.configfile import (
     build_config,
     load_config,
@@ -13,7 +13,7 @@ from seqtool.configfile import (
     preset_task,
 )
 from seqtool.errors import ConfigError
-from seqtool.models import build_model
+from seqtool.models import build_model, spec_for
 
 
 def test_presets_exist_and_build():
@@ -22,7 +22,7 @@ def test_presets_exist_and_build():
     for name in names:
         cfg = load_config(preset_task(name), name)
         assert isinstance(cfg, RunConfig)
-        assert isinstance(cfg.model, MODEL_CONFIGS[cfg.task])
+        assert isinstance(cfg.model, spec_for(cfg.task, cfg.model.arch).config)
         assert isinstance(cfg.train, TrainConfig)
         # the config round-trips through its JSON form (what checkpoints store)
         assert build_config(cfg.to_dict()) == cfg
@@ -171,7 +171,7 @@ def test_tiny_preset_builds_a_model():
     cfg = load_config("lm", "lm-tiny", ("model.cell=peephole",))
     model = build_model("lm", cfg.model, 40)
     assert model.kind == "lm"
-    with pytest.raises(ValueError, match="unknown model kind"):
+    with pytest.raises(ConfigError, match="unknown task"):
         build_model("nope", cfg.model, 40)
 
 
@@ -180,3 +180,14 @@ def test_config_for_another_task(tmp_path):
     path.write_text('task = "translate"\n')
     with pytest.raises(ConfigError, match="translate"):
         load_config("lm", str(path))
+
+
+def test_registry_default_arch_is_each_config_class_default():
+    """The first spec of a task is its default; a config without `arch` builds it."""
+    from seqtool.models.registry import SPECS, archs, tasks
+
+    for task in tasks():
+        first = next(s for s in SPECS if s.task == task)
+        assert first.config().arch == archs(task)[0] == first.arch
+    with pytest.raises(ConfigError, match="model.arch"):
+        build_config({"task": "lm", "model": {"arch": "transformer"}})

@@ -112,7 +112,9 @@ def test_translate_trains_and_beam_searches_on_cuda(tmp_path):
     assert len(lines) == 40
     nbest = json.loads(ok("translate", src.splitlines()[0], "--model", out, "--beam", "3",
                           "--nbest", "2", "--device", DEVICE, "--json"))
-    assert nbest is not None
+    assert [t["source"] for t in [nbest]] == [src.splitlines()[0]]
+    scores = [t["score"] for t in nbest["translations"]]
+    assert len(scores) == 2 and scores[0] >= scores[1], nbest
 
 
 def dialogue_file(path: Path, n: int, seed: int) -> Path:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from seqtool.commands.predict import DEFAULT_LM, predict_next, shipped_model
+from seqtool.commands.predict import predict_next
+from seqtool.loading import DEFAULT_LM, load_lm, shipped_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,7 +40,7 @@ def test_shipped_model_is_small_fp16_and_has_a_card(name: str, kind: str, recipe
 
 
 def test_default_model_predicts_a_plausible_next_word() -> None:
-    result = predict_next("in the United", 10)  # WikiText-2 keeps case
+    result = predict_next(load_lm(None), text="in the United", top_k=10)  # WikiText-2 keeps case
     words = [c["token"] for c in result["candidates"]]
     assert "States" in words[:3], words
     probs = [c["probability"] for c in result["candidates"]]
@@ -60,7 +61,7 @@ def test_shipped_model_wikitext2_test_perplexity(corpora_dir: Path) -> None:
     from seqtool.data.corpora import import_corpus
 
     import_corpus("wikitext-2", corpora_dir / "wikitext-2")
-    result = evaluate_lm(None, "wikitext-2", "test", None)
+    result = evaluate_lm(load_lm(None), corpus="wikitext-2", split="test")
     assert result["tokens"] > 240_000
     assert result["perplexity"] <= 110, result
     card = (shipped_model(DEFAULT_LM) / "MODEL_CARD.md").read_text("utf-8")
@@ -98,8 +99,10 @@ def test_shipped_enja_translators_test_bleu(corpora_dir: Path, src: str, tgt: st
     from seqtool.data.corpora import import_corpus
 
     import_corpus("small_parallel_enja", corpora_dir / "small_parallel_enja")
-    result = evaluate_translate(None, "small_parallel_enja", "test", src, tgt, None, None,
-                                {"beam": 5})
+    from seqtool.loading import load_translator
+
+    result = evaluate_translate(load_translator(None, src, tgt), corpus="small_parallel_enja",
+                                split="test", src=src, tgt=tgt, search={"beam_size": 5})
     assert result["sentences"] == 500
     assert result["bleu"] >= 30, result
     assert "tok:none" in result["bleu_signature"], result["bleu_signature"]
@@ -114,8 +117,11 @@ def test_shipped_translator_multi30k_test_bleu(corpora_dir: Path) -> None:
     from seqtool.data.corpora import import_corpus
 
     import_corpus("multi30k", corpora_dir / "multi30k")
-    result = evaluate_translate(None, "multi30k", "test_2016_flickr", "de", "en", None, None,
-                                {"beam": 5})
+    from seqtool.loading import load_translator
+
+    result = evaluate_translate(load_translator(None, "de", "en"), corpus="multi30k",
+                                split="test_2016_flickr", src="de", tgt="en",
+                                search={"beam_size": 5})
     assert result["sentences"] == 1000
     assert result["bleu"] >= 33, result
     card = (shipped_model("translate-de-en") / "MODEL_CARD.md").read_text("utf-8")
@@ -139,7 +145,9 @@ def test_shipped_chat_model_dailydialog_test_perplexity(corpora_dir: Path) -> No
     from seqtool.data.corpora import import_corpus
 
     import_corpus("dailydialog", corpora_dir / "dailydialog")
-    result = evaluate_chat(None, "dailydialog", "test", None)
+    from seqtool.loading import load_chatbot
+
+    result = evaluate_chat(load_chatbot(None), corpus="dailydialog", split="test")
     assert result["replies"] == 6740
     assert result["perplexity"] < 51.01, result
     card = (shipped_model("chat-dailydialog") / "MODEL_CARD.md").read_text("utf-8")
@@ -147,7 +155,7 @@ def test_shipped_chat_model_dailydialog_test_perplexity(corpora_dir: Path) -> No
 
 
 def test_join_words_joins_only_next_to_japanese_or_chinese() -> None:
-    from seqtool.commands.translate import join_words
+    from seqtool.translation import join_words
 
     assert join_words("私 は 本 を 読 む の が 好き だ 。") == "私は本を読むのが好きだ。"
     assert join_words("私 は iphone を 使 う 。") == "私はiphoneを使う。"

@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 
 import seqtool.training
 from seqtool.checkpoint import WEIGHTS_FILE
-from seqtool.commands.train import resume_config, train_lm
+from seqtool.commands.train import train_lm
+from seqtool.runs import resume_config
 from seqtool.configfile import build_config
 from seqtool.errors import Interrupted, TrainingError
 from seqtool.models.lm import RNNLM
@@ -132,18 +133,19 @@ def test_resume_keeps_schedule_when_validation_stalls(tmp_path, corpus8, monkeyp
 
 
 def _patch_loss(monkeypatch, at_step: int, action) -> None:
-    """Make RNNLM.loss misbehave on the `at_step`-th training call (eval calls not counted)."""
-    original = RNNLM.loss
+    """Make RNNLM.forward (the training entry the Trainer calls) misbehave on the
+    `at_step`-th training call (eval calls not counted)."""
+    original = RNNLM.forward
     calls = {"n": 0}
 
-    def loss(self, batch, carry=None):
+    def forward(self, batch, carry=None):
         if not self.training:
             return original(self, batch, carry)
         calls["n"] += 1
         res = original(self, batch, carry)
         return action(res) if calls["n"] == at_step else res
 
-    monkeypatch.setattr(RNNLM, "loss", loss)
+    monkeypatch.setattr(RNNLM, "forward", forward)
 
 
 def test_nan_loss_raises_and_keeps_last(tmp_path, corpus8, monkeypatch):
@@ -257,3 +259,24 @@ def test_plateau_decays_lr(tmp_path, corpus8, monkeypatch):
     # each record holds the lr used up to that evaluation; a bad one halves it
     assert [r["lr"] for r in state(run)["history"]] == [1e-2, 1e-2, 5e-3, 2.5e-3]
     assert state(run)["lr"] == 2.5e-3
+
+
+def test_ctrl_c_in_the_cli_exits_130_and_names_last(tmp_path, corpus8, monkeypatch):
+    """Ctrl-C during `seqtool train lm`: exit code 130 (as a shell reports SIGINT), one
+    error line saying where last/ was written, a hint with the resume command."""
+    from cli_runner import run_cli
+
+    train, valid = corpus8
+
+    def interrupt(res):
+        raise KeyboardInterrupt
+
+    _patch_loss(monkeypatch, 2, interrupt)
+    res = run_cli("train", "lm", "--train-file", train, "--valid-file", valid, "--config",
+                  "lm-tiny", "--out", tmp_path / "run")
+    assert res.code == 130, (res.code, res.err)
+    assert "Traceback" not in res.err
+    errors = [ln for ln in res.err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and f"{tmp_path / 'run'}/last" in errors[0], res.err
+    assert "--resume" in res.err
+    assert (tmp_path / "run" / "last" / "config.json").is_file()

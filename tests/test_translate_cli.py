@@ -228,7 +228,7 @@ def test_attention_png(run, data, tmp_path):
 
 
 def test_shipped_model_is_picked_by_language_pair(run, data, tmp_path, monkeypatch):
-    import seqtool.commands.translate as tr
+    import seqtool.loading as tr
 
     shutil.copytree(run / "best", tmp_path / "translate-xx-yy")
     monkeypatch.setattr(tr, "checkpoints_root", lambda: tmp_path)
@@ -328,7 +328,7 @@ def resume_cfg(data: dict[str, Path], **train_kw):
 @pytest.mark.parametrize("stop", [3, 5])
 def test_resume_equals_uninterrupted(tmp_path, data, stop):
     """320 pairs / 64 = 5 steps per epoch: stop mid-epoch (3) or at its end (5)."""
-    from seqtool.commands.train import resume_config
+    from seqtool.runs import resume_config
     from seqtool.commands.train_translate import train_translate
 
     one = train_translate(resume_cfg(data, max_steps=8), out=tmp_path / "one")
@@ -354,7 +354,7 @@ def test_interrupt_hint_names_train_translate(tmp_path, data, monkeypatch):
     def interrupt(self, batch, carry=None):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Seq2Seq, "loss", interrupt)
+    monkeypatch.setattr(Seq2Seq, "forward", interrupt)
     with pytest.raises(Interrupted) as exc:
         train_translate(resume_cfg(data), out=tmp_path / "run")
     assert f"seqtool train translate --resume {tmp_path / 'run'}" in exc.value.hint
@@ -453,7 +453,7 @@ def test_other_bad_input(run, data, tmp_path):
 
 
 def test_decoding_precision(run, data):
-    from seqtool.commands.translate import decode_precision
+    from seqtool.runtime import decode_precision
     from seqtool.config import SearchConfig
 
     assert decode_precision(SearchConfig(), "bf16") == "bf16"  # auto: as trained

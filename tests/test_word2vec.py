@@ -16,13 +16,8 @@ from cli_runner import assert_user_error, run_cli, run_subprocess
 
 from seqtool.config import LMModelConfig, Seq2SeqModelConfig, Word2VecConfig
 from seqtool.data.tokenizer import WordTokenizer
-from seqtool.data.vectors import (
-    WordVectors,
-    analogy_accuracy,
-    read_word2vec,
-    word_pair_correlation,
-    write_word2vec,
-)
+from seqtool.data.vectors import WordVectors, read_word2vec, write_word2vec
+from seqtool.metrics import analogy_accuracy, word_pair_correlation
 from seqtool.data.word2vec import (
     FIRST_WORD,
     context_windows,
@@ -477,7 +472,7 @@ def test_lm_checkpoint_is_not_word_vectors(tmp_path):
 
 # --------------------------------------------------------------------------- init embeddings
 def test_init_embeddings_copies_vectors_into_the_lm(vectors_file, tmp_path):
-    from seqtool.commands.word2vec import init_embeddings
+    from seqtool.models.pretrained import init_embeddings
 
     words, m = hand_vectors()
     tok = WordTokenizer.train(["king queen man woman zebra King", "king"])
@@ -495,7 +490,7 @@ def test_init_embeddings_copies_vectors_into_the_lm(vectors_file, tmp_path):
 
 
 def test_init_embeddings_adaptive_head_only_and_translate(vectors_file):
-    from seqtool.commands.word2vec import init_embeddings
+    from seqtool.models.pretrained import init_embeddings
 
     _, m = hand_vectors()
     tok = WordTokenizer.train(["king king king queen queen man woman"])  # ids by frequency

@@ -7,6 +7,7 @@ rich are still imported only here and in seqtool/console.py.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -15,21 +16,57 @@ from typing import Any
 import click
 
 from seqtool import __version__
-from seqtool.errors import InputError, SeqtoolError
+from seqtool.errors import ConfigError, Interrupted, SeqtoolError
+from seqtool.runtime import DEVICES, resolve_device
+
+__all__ = ["CONTEXT", "ConfigValue", "cli", "config_option", "resolve_device"]
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def resolve_device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
+class ConfigValue(click.ParamType):
+    """A flag that sets a config key (config.py): its type, choices and range are the
+    key's, checked by the same code as the key in a TOML file (configfile.coerce_key)."""
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    def __init__(self, cls: type, key: str) -> None:
+        self.cls, self.key = cls, key
+        self.field = next(f for f in dataclasses.fields(cls) if f.name == key)
+        self.choices: tuple[str, ...] = tuple(self.field.metadata.get("choices", ()))
+        self.name = key
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+                ) -> Any:
+        from seqtool.configfile import coerce_key
+
+        flag = param.opts[0] if param is not None and param.opts else self.key
+        try:
+            return coerce_key(self.cls, self.key, value, flag)
+        except ConfigError as exc:
+            self.fail(exc.message + (f" ({exc.hint})" if exc.hint else ""), param, ctx)
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str | None:
+        if self.choices:
+            return "[" + "|".join(c for c in self.choices if c) + "]"
+        return None
+
+
+def config_option(flag: str, cls: type, key: str, help: str | None = None,
+                  default: Any = None, **kw: Any) -> Any:
+    """--flag for config key cls.key; the help text is the key's own unless given.
+    default=... takes the key's default; without `default` a flag left out is None
+    (the checkpoint's or preset's value)."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == key)
+    if default is ...:  # the key's own default
+        default = f.default
+    meta = f.metadata
+    text = help or meta.get("help", "").capitalize().rstrip(".") + "."
+    decls = [flag] if flag.lstrip("-").replace("-", "_") == key else [flag, key]
+    return click.option(*decls, type=ConfigValue(cls, key), default=default,
+                        show_default=default is not None, help=text, **kw)
 
 
 device_option = click.option("--device", default="auto", show_default=True,
-                             type=click.Choice(["auto", "cpu", "cuda"]),
+                             type=click.Choice(DEVICES),
                              help="Where to run; auto picks CUDA when present.")
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="Print one JSON object instead of rich output.")
@@ -74,8 +111,7 @@ def run_options(task: str, set_example: str) -> Any:
 def config_to_resume(resume: Path, overrides: tuple[str, ...], *others: Any) -> Any:
     """The run's own config for --resume (with its --set overrides); any other data or
     config flag given with it (`others` not empty) is an error."""
-    from seqtool.commands.train import resume_config
-    from seqtool.errors import ConfigError
+    from seqtool.runs import resume_config
 
     if any(others):
         raise ConfigError("--resume takes its data and config from the run",
@@ -142,12 +178,13 @@ def evaluate() -> None:
 
 
 def main() -> None:
-    """Console entry point: one error path, exit code 2 for user errors."""
+    """Console entry point: one error path; the error's exit code (2 for user errors,
+    130 for Ctrl-C, as a shell reports a process killed by SIGINT)."""
     debug = os.environ.get("SEQTOOL_DEBUG") == "1" or "--debug" in sys.argv[1:]
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
-        _fail(InputError("interrupted", "nothing was changed"), debug)
+        _fail(Interrupted("interrupted", "nothing was changed"), debug)
     except click.exceptions.NoArgsIsHelpError as exc:
         exc.show()
         sys.exit(2)
@@ -161,7 +198,7 @@ def main() -> None:
     except SeqtoolError as exc:
         _fail(exc, debug)
     except KeyboardInterrupt:
-        _fail(InputError("interrupted (Ctrl-C)", "nothing was saved by this command"), debug)
+        _fail(Interrupted("interrupted (Ctrl-C)", "nothing was saved by this command"), debug)
     except BrokenPipeError:
         sys.stderr.close()
         sys.exit(0)
@@ -175,4 +212,4 @@ def _fail(exc: SeqtoolError, debug: bool) -> Any:
 
         traceback.print_exc()
     print_error(exc.message, exc.hint)
-    sys.exit(2)
+    sys.exit(exc.exit_code)

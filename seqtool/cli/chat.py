@@ -10,17 +10,16 @@ from typing import Any
 
 import click
 
-from seqtool.cli.app import (CONTEXT, cli, config_to_resume, device_option, evaluate,
-                             interrupt_on_signals, json_option, resolve_device, run_options,
-                             train)
+from seqtool.cli.app import (CONTEXT, cli, config_option, config_to_resume, device_option,
+                             evaluate, interrupt_on_signals, json_option, resolve_device,
+                             run_options, train)
+from seqtool.config import ChatSettings
 from seqtool.errors import DataError
-
-ARCHS = ("seq2seq", "hred", "vhred")
-MAX_SAMPLES = 10  # as seqtool.commands.chat.MAX_SAMPLES (imported lazily there)
+from seqtool.models.registry import archs
 
 
 @train.command("chat", context_settings=CONTEXT)
-@click.option("--model", "arch", type=click.Choice(ARCHS),
+@click.option("--model", "arch", type=click.Choice(archs("chat")),
               help="Architecture (sets model.arch): the single-turn seq2seq baseline, HRED "
                    "or VHRED.")
 @click.option("--corpus", help="Imported dialogue corpus (dailydialog, asdc_ja).")
@@ -81,15 +80,15 @@ def train_chat_cmd(arch: str | None, corpus: str | None, train_file: Path | None
 @cli.command("chat", context_settings=CONTEXT)
 @click.option("--model", "model_path", type=click.Path(path_type=Path),
               help="Chat checkpoint or run folder (default: the shipped DailyDialog model).")
-@click.option("--samples", default=1, show_default=True,
-              help=f"Replies per turn (1-{MAX_SAMPLES}); VHRED draws a z for each.")
-@click.option("--temperature", default=0.8, show_default=True, help="Sampling temperature.")
-@click.option("--top-p", default=0.9, show_default=True, help="Nucleus sampling mass.")
+@config_option("--samples", ChatSettings, "samples", default=...)
+@config_option("--temperature", ChatSettings, "temperature", default=...)
+@config_option("--top-p", ChatSettings, "top_p", default=...)
 @click.option("--greedy", is_flag=True, help="Most probable words instead of sampling "
               "(VHRED: still one z per reply).")
-@click.option("--context", type=int, help="Utterances the model sees (default: as trained).")
-@click.option("--max-len", type=int, help="Reply length limit in tokens (default: the "
-              "model's max_utt_len).")
+@config_option("--context", ChatSettings, "context",
+               "Utterances the model sees (default: as trained).")
+@config_option("--max-len", ChatSettings, "max_len",
+               "Reply length limit in tokens (default: the model's max_utt_len).")
 @click.option("--seed", type=int, help="Random seed (the same seed, the same replies).")
 @device_option
 @json_option
@@ -110,25 +109,16 @@ def chat_cmd(model_path: Path | None, samples: int, temperature: float, top_p: f
       seqtool chat --model runs/chat-vhred --samples 3
       printf 'hi , how are you ?\\nwhat about dinner ?\\n' | seqtool chat --model RUN --json
     """
-    from seqtool.commands.chat import ChatSession, ChatSettings, load_chatbot
+    from seqtool.commands.chat import ChatSession
     from seqtool.console import warn
+    from seqtool.loading import load_chatbot
 
-    if not 1 <= samples <= MAX_SAMPLES:
-        raise click.BadParameter(f"must be from 1 to {MAX_SAMPLES}", param_hint="--samples"
-                                 ) from None
-    if temperature <= 0:
-        raise click.BadParameter("must be > 0", param_hint="--temperature") from None
-    if not 0 < top_p <= 1:
-        raise click.BadParameter("must be in (0, 1]", param_hint="--top-p") from None
-    if context is not None and not 1 <= context <= 50:
-        raise click.BadParameter("must be from 1 to 50", param_hint="--context") from None
-    if max_len is not None and max_len < 1:
-        raise click.BadParameter("must be at least 1", param_hint="--max-len") from None
     dev = resolve_device(device)
     loaded = load_chatbot(model_path, dev)
     m = loaded.config.model
-    settings = ChatSettings(samples, context or m.context_turns, temperature, top_p, greedy,
-                            max_len or m.max_utt_len)
+    settings = ChatSettings(samples=samples, context=context or m.context_turns,
+                            temperature=temperature, top_p=top_p, greedy=greedy,
+                            max_len=max_len or m.max_utt_len)
     session = ChatSession(loaded, settings, dev, seed)
     if session.context_notice() and context is not None:
         warn(session.context_notice())
@@ -268,8 +258,12 @@ def evaluate_chat_cmd(model_paths: tuple[Path, ...], corpus: str | None, split: 
         raise click.BadParameter("must be at least 1", param_hint="--batch-size") from None
     if limit < 0:
         raise click.BadParameter("must be >= 0 (0 = all)", param_hint="--limit") from None
-    results = [evaluate_chat(path, corpus, split, file, batch_size, resolve_device(device),
-                             max_len, not sample, temperature, top_p, limit, seed)
+    from seqtool.loading import load_chatbot
+
+    dev = resolve_device(device)
+    results = [evaluate_chat(load_chatbot(path, dev), corpus=corpus, split=split, file=file,
+                             batch_size=batch_size, max_len=max_len, greedy=not sample,
+                             temperature=temperature, top_p=top_p, limit=limit, seed=seed)
                for path in (model_paths or (None,))]
     if as_json:
         for r in results:

@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from seqtool.cli.app import (cli, CONTEXT, json_option)
+from seqtool.cli.app import CONTEXT, cli, config_option, json_option
+from seqtool.config import TokenizerConfig
 
 
 @cli.command(context_settings=CONTEXT)
@@ -202,8 +203,8 @@ def tokenizer() -> None:
 @click.option("--file", "file", type=click.Path(path_type=Path), help="Any UTF-8 text file.")
 @click.option("--split", help="Split of --corpus (default: train, or its only split).")
 @click.option("--lang", help="Language of a parallel corpus (default: all, one joint vocabulary).")
-@click.option("--kind", required=True, type=click.Choice(["word", "unigram", "bpe"]),
-              help="Word level or a sentencepiece model.")
+@config_option("--kind", TokenizerConfig, "kind", "Word level or a sentencepiece model.",
+               required=True)
 @click.option("--vocab-size", type=int, default=None,
               help="Sentencepiece size (default 8000); for word, a cap (default none).")
 @click.option("--min-freq", default=1, show_default=True, help="Word kind: drop rarer words.")

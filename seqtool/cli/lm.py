@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from seqtool.cli.app import (CONTEXT, cli, config_to_resume, device_option, evaluate,
-                             interrupt_on_signals, json_option, model_option, resolve_device,
-                             run_options, train)
+from seqtool.cli.app import (CONTEXT, cli, config_option, config_to_resume, device_option,
+                             evaluate, interrupt_on_signals, json_option, model_option,
+                             resolve_device, run_options, train)
+from seqtool.config import PredictConfig, SamplingConfig
 from seqtool.errors import ConfigError
 
 
@@ -79,7 +80,7 @@ def train_lm_cmd(corpus: str | None, train_file: Path | None, valid_file: Path |
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("text")
-@click.option("--top-k", default=10, show_default=True, help="How many candidates to list.")
+@config_option("--top-k", PredictConfig, "top_k", default=...)
 @model_option
 @device_option
 @json_option
@@ -93,10 +94,10 @@ def predict(text: str, top_k: int, model_path: Path | None, device: str, as_json
     """
     from seqtool.commands.predict import predict_next
     from seqtool.console import print_json, render_prediction, warn
+    from seqtool.loading import load_lm
 
-    if top_k < 1:
-        raise click.BadParameter("must be at least 1", param_hint="--top-k") from None
-    result = predict_next(text, top_k, model_path, resolve_device(device))
+    loaded = load_lm(model_path, resolve_device(device))
+    result = predict_next(loaded, text=text, top_k=top_k)
     if result["unknown"]:
         warn("not in the vocabulary (read as <unk>): " + ", ".join(result["unknown"]))
     if as_json:
@@ -107,13 +108,13 @@ def predict(text: str, top_k: int, model_path: Path | None, device: str, as_json
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("text")
-@click.option("--max-tokens", default=30, show_default=True, help="Tokens to generate.")
-@click.option("--temperature", default=1.0, show_default=True, help="Sampling temperature > 0.")
-@click.option("--top-k", default=0, show_default=True, help="Sample from the k best (0 = all).")
-@click.option("--top-p", default=1.0, show_default=True, help="Nucleus sampling mass in (0, 1].")
+@config_option("--max-tokens", SamplingConfig, "max_tokens", default=...)
+@config_option("--temperature", SamplingConfig, "temperature", default=...)
+@config_option("--top-k", SamplingConfig, "top_k", default=...)
+@config_option("--top-p", SamplingConfig, "top_p", default=...)
 @click.option("--greedy", is_flag=True, help="Always take the most probable token.")
 @click.option("--seed", type=int, default=None, help="Random seed for reproducible samples.")
-@click.option("--num", "num_samples", default=1, show_default=True, help="Independent samples.")
+@config_option("--num", SamplingConfig, "num_samples", default=...)
 @model_option
 @device_option
 @json_option
@@ -129,17 +130,12 @@ def generate(text: str, max_tokens: int, temperature: float, top_k: int, top_p: 
     """
     from seqtool.commands.predict import generate_text
     from seqtool.console import print_json, stdout_console, warn
+    from seqtool.loading import load_lm
 
-    if temperature <= 0:
-        raise click.BadParameter("must be > 0", param_hint="--temperature") from None
-    if top_k < 0:
-        raise click.BadParameter("must be >= 0", param_hint="--top-k") from None
-    if not 0 < top_p <= 1:
-        raise click.BadParameter("must be in (0, 1]", param_hint="--top-p") from None
-    if max_tokens < 1 or num_samples < 1:
-        raise click.BadParameter("must be at least 1", param_hint="--max-tokens/--num") from None
-    result = generate_text(text, max_tokens, temperature, top_k, top_p, greedy, seed,
-                           num_samples, model_path, resolve_device(device))
+    sampling = SamplingConfig(max_tokens=max_tokens, temperature=temperature, top_k=top_k,
+                              top_p=top_p, greedy=greedy, num_samples=num_samples)
+    loaded = load_lm(model_path, resolve_device(device))
+    result = generate_text(loaded, text=text, sampling=sampling, seed=seed)
     if result["unknown"]:
         warn("not in the vocabulary (read as <unk>): " + ", ".join(result["unknown"]))
     if as_json:
@@ -173,10 +169,13 @@ def evaluate_lm_cmd(model_path: Path | None, corpus: str | None, split: str, fil
       seqtool evaluate lm --corpus wikitext-2 --split test
       seqtool evaluate lm --model runs/ptb --file my.txt --json
     """
-    from seqtool.commands.evaluate import evaluate_lm
+    from seqtool.commands.evaluate import evaluate_lm, lm_text
     from seqtool.console import print_json, stdout_console
+    from seqtool.loading import load_lm
 
-    result = evaluate_lm(model_path, corpus, split, file, batch_size, resolve_device(device),
+    lm_text(corpus, split, file, hf_dataset)  # bad data flags fail before the model loads
+    loaded = load_lm(model_path, resolve_device(device))
+    result = evaluate_lm(loaded, corpus=corpus, split=split, file=file, batch_size=batch_size,
                          hf_dataset=hf_dataset)
     if as_json:
         print_json(result)

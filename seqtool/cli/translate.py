@@ -8,10 +8,12 @@ from typing import Any
 
 import click
 
-from seqtool.cli.app import (CONTEXT, cli, config_to_resume, device_option, evaluate,
-                             interrupt_on_signals, json_option, resolve_device, run_options,
-                             train)
+from seqtool.cli.app import (CONTEXT, cli, config_option, config_to_resume, device_option,
+                             evaluate, interrupt_on_signals, json_option, resolve_device,
+                             run_options, train)
+from seqtool.config import DataConfig, SearchConfig
 from seqtool.errors import ConfigError, DataError, InputError
+from seqtool.translation import READ_AHEAD, SEARCH_FLAGS
 
 
 @train.command("translate", context_settings=CONTEXT)
@@ -89,56 +91,32 @@ def train_translate_cmd(corpus: str | None, src_lang: str | None, tgt_lang: str 
 
 
 
-def _search_flags(beam: int | None, nbest: int | None, alpha: float | None,
-                  max_len_ratio: float | None, no_repeat_ngram: int | None,
-                  precision: str | None = None) -> dict[str, Any]:
-    """Check the decoding flags; only the given ones override the model's [search]."""
-    if beam is not None and beam < 1:
-        raise click.BadParameter("must be at least 1 (1 = greedy)", param_hint="--beam"
-                                 ) from None
-    if nbest is not None and nbest < 1:
-        raise click.BadParameter("must be at least 1", param_hint="--nbest") from None
-    if nbest is not None and beam is not None and nbest > beam:
-        raise click.BadParameter(f"{nbest} is larger than --beam {beam}; the n-best list "
-                                 "comes from the beam", param_hint="--nbest") from None
-    if alpha is not None and not -1 <= alpha <= 5:
-        raise click.BadParameter("must be in [-1, 5] (0 or -1 = no length penalty)",
-                                 param_hint="--alpha") from None
-    if max_len_ratio is not None and max_len_ratio < 0:
-        raise click.BadParameter("must be >= 0", param_hint="--max-len-ratio") from None
-    if no_repeat_ngram is not None and no_repeat_ngram < 0:
-        raise click.BadParameter("must be >= 0 (0 = off)", param_hint="--no-repeat-ngram"
-                                 ) from None
-    return {"beam": beam, "nbest": nbest, "alpha": alpha, "max_len_ratio": max_len_ratio,
-            "no_repeat_ngram": no_repeat_ngram, "precision": precision}
-
-
-BLEU_TOKENIZERS = ("13a", "intl", "char", "none", "zh", "ja-mecab", "ko-mecab", "flores101",
-                   "flores200")  # as seqtool.metrics.BLEU_TOKENIZERS (imported lazily there)
-
-
 def search_options(f: Any) -> Any:
-    """--beam, --nbest, --alpha, --max-len-ratio, --no-repeat-ngram, --precision (default:
-    the model's)."""
+    """The decoding flags (SEARCH_FLAGS: --beam, --nbest, --alpha, --max-len-ratio,
+    --no-repeat-ngram, --precision; default: the model's [search]) and --bleu-tokenize,
+    each typed and checked as its config key."""
+    helps = {"beam_size": "Beam size (1 = greedy; default: the model's [search] beam_size).",
+             "n_best": "Translations per sentence (at most --beam).",
+             "precision": "Decoding precision (default auto: the model's training precision)."}
     for opt in reversed([
-        click.option("--beam", type=int, help="Beam size (1 = greedy; default: the model's "
-                     "[search] beam_size)."),
-        click.option("--nbest", type=int, help="Translations per sentence (at most --beam)."),
-        click.option("--alpha", type=float, help="GNMT length penalty ((5+len)/6)^alpha; "
-                     "0 = none."),
-        click.option("--max-len-ratio", type=float,
-                     help="Output length limit: ratio x source length + offset."),
-        click.option("--no-repeat-ngram", type=int,
-                     help="Never repeat an n-gram of this size (0 = off)."),
-        click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]),
-                     help="Decoding precision (default auto: the model's training precision; "
-                     "bf16 is ~1.5x faster on CPUs with AVX-512 BF16)."),
-        click.option("--bleu-tokenize", type=click.Choice(BLEU_TOKENIZERS),
-                     help="sacrebleu tokenizer for BLEU (default: the model's data."
-                     "bleu_tokenize, else char for ja/ko, zh for zh, 13a otherwise)."),
+        *(config_option(flag, SearchConfig, key, helps.get(key))
+          for key, flag in SEARCH_FLAGS.items()),
+        config_option("--bleu-tokenize", DataConfig, "bleu_tokenize",
+                      "sacrebleu tokenizer for BLEU (default: the model's data.bleu_tokenize, "
+                      "else char for ja/ko, zh for zh, 13a otherwise)."),
     ]):
         f = opt(f)
     return f
+
+
+def _search(beam_size: int | None, n_best: int | None, alpha: float | None,
+            max_len_ratio: float | None, no_repeat_ngram: int | None,
+            precision: str | None) -> dict[str, Any]:
+    """The SearchConfig keys that were given on the command line."""
+    given = {"beam_size": beam_size, "n_best": n_best, "alpha": alpha,
+             "max_len_ratio": max_len_ratio, "no_repeat_ngram": no_repeat_ngram,
+             "precision": precision}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 @cli.command("translate", context_settings=CONTEXT)
@@ -149,7 +127,7 @@ def search_options(f: Any) -> Any:
 @click.option("--tgt", help="Target language (picks a shipped model without --model).")
 @search_options
 @click.option("--batch-size", default=64, show_default=True, help="Lines decoded together.")
-@click.option("--read-ahead", default=1024, show_default=True,
+@click.option("--read-ahead", default=READ_AHEAD, show_default=True,
               help="Lines read before translating, sorted by length into batches (faster); "
                    "the output keeps the input order. With --batch-size 1 and --read-ahead 1 "
                    "each line is answered as soon as it arrives.")
@@ -165,7 +143,7 @@ def search_options(f: Any) -> Any:
 @device_option
 @json_option
 def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tgt: str | None,
-                  beam: int | None, nbest: int | None, alpha: float | None,
+                  beam_size: int | None, n_best: int | None, alpha: float | None,
                   max_len_ratio: float | None, no_repeat_ngram: int | None,
                   precision: str | None, bleu_tokenize: str | None, batch_size: int,
                   read_ahead: int, reference: Path | None, tokenized: bool,
@@ -194,10 +172,11 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
       seqtool translate "Zwei Hunde spielen." --model runs/m30k --show-attention
       seqtool translate "Zwei Hunde spielen." --src de --tgt en --attention-png att.png
     """
-    from seqtool.commands.translate import joins_words, load_translator, search_settings
     from seqtool.console import print_json, warn
+    from seqtool.loading import load_translator
+    from seqtool.translation import joins_words, search_settings
 
-    flags = _search_flags(beam, nbest, alpha, max_len_ratio, no_repeat_ngram, precision)
+    flags = _search(beam_size, n_best, alpha, max_len_ratio, no_repeat_ngram, precision)
     for name, value in (("--batch-size", batch_size), ("--read-ahead", read_ahead)):
         if value < 1:
             raise click.BadParameter("must be at least 1", param_hint=name) from None
@@ -217,7 +196,7 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
     search = search_settings(loaded.config.search, **flags)
     join = joins_words(loaded) and not tokenized
     if text is not None:
-        from seqtool.commands.translate import translate_text
+        from seqtool.translation import translate_text
 
         with_attention = show_attention or attention_png is not None
         result = translate_text(loaded, text, search, dev, with_attention, join)
@@ -241,10 +220,10 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
         hyps = _translate_stream(loaded, search, dev, batch_size, as_json, reference is not None,
                                  join, read_ahead)
     if reference is not None:
-        from seqtool.commands.translate import score_against
         from seqtool.console.translate import render_scores
+        from seqtool.translation import score_translations
 
-        render_scores(score_against(hyps, reference, loaded, tgt, bleu_tokenize))
+        render_scores(score_translations(hyps, reference, loaded, tgt, bleu_tokenize))
 
 
 def _warn_translation(t: Any, loaded: Any, warn: Any, count: list[int] | None = None) -> None:
@@ -268,8 +247,8 @@ def _translate_stream(loaded: Any, search: Any, device: str, batch_size: int, as
     time). Returns the best translations when `keep` (for --reference)."""
     import json
 
-    from seqtool.commands.translate import translate_lines
     from seqtool.console import line_progress, warn
+    from seqtool.translation import translate_lines
 
     for stream in (sys.stdin, sys.stdout):
         if hasattr(stream, "reconfigure"):
@@ -321,7 +300,7 @@ def _translate_stream(loaded: Any, search: Any, device: str, batch_size: int, as
 @json_option
 def evaluate_translate_cmd(model_path: Path | None, corpus: str | None, split: str,
                            src: str | None, tgt: str | None, src_file: Path | None,
-                           ref_file: Path | None, beam: int | None, nbest: int | None,
+                           ref_file: Path | None, beam_size: int | None, n_best: int | None,
                            alpha: float | None, max_len_ratio: float | None,
                            no_repeat_ngram: int | None, precision: str | None,
                            bleu_tokenize: str | None, batch_size: int, device: str,
@@ -340,12 +319,18 @@ def evaluate_translate_cmd(model_path: Path | None, corpus: str | None, split: s
     from seqtool.commands.evaluate import evaluate_translate
     from seqtool.console import print_json
     from seqtool.console.translate import render_scores
+    from seqtool.loading import load_translator
 
-    flags = _search_flags(beam, nbest, alpha, max_len_ratio, no_repeat_ngram, precision)
+    flags = _search(beam_size, n_best, alpha, max_len_ratio, no_repeat_ngram, precision)
     if batch_size < 1:
         raise click.BadParameter("must be at least 1", param_hint="--batch-size") from None
-    result = evaluate_translate(model_path, corpus, split, src, tgt, src_file, ref_file,
-                                flags, batch_size, resolve_device(device), bleu_tokenize)
+    if (src_file is None) != (ref_file is None):
+        raise ConfigError("give both --src-file and --ref-file",
+                          "the reference has the translation of each source line")
+    loaded = load_translator(model_path, src, tgt, resolve_device(device))
+    result = evaluate_translate(loaded, corpus=corpus, split=split, src=src, tgt=tgt,
+                                src_file=src_file, ref_file=ref_file, search=flags,
+                                batch_size=batch_size, bleu_tokenize=bleu_tokenize)
     if as_json:
         print_json(result)
     else:

@@ -9,6 +9,7 @@ import click
 
 from seqtool.cli.app import (CONTEXT, cli, evaluate, interrupt_on_signals, json_option,
                              out_option, set_option, train)
+from seqtool.models.registry import archs
 
 vectors_options = [
     click.option("--model", "model_path", type=click.Path(path_type=Path),
@@ -33,7 +34,7 @@ def _positive(value: int, flag: str) -> None:
 @train.command("word2vec", context_settings=CONTEXT)
 @click.option("--corpus", help="Catalog name of an imported corpus (seqtool corpus list).")
 @click.option("--train-file", type=click.Path(path_type=Path), help="Plain text file instead.")
-@click.option("--arch", type=click.Choice(["skipgram", "cbow"]), default="skipgram",
+@click.option("--arch", type=click.Choice(archs("word2vec")), default=archs("word2vec")[0],
               show_default=True, help="Skip-gram or continuous bag of words.")
 @click.option("--dim", type=int, default=100, show_default=True, help="Vector size.")
 @click.option("--window", type=int, default=5, show_default=True,

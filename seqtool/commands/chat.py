@@ -3,27 +3,22 @@
 The session keeps every turn; the model sees the last `context` utterances
 (the user's and its own, alternating) when it replies. With --samples N it
 decodes N replies from one context: rows of one batch, so a VHRED model draws
-N different z. The first reply joins the history.
-
-Also the dialogue data of `train chat` / `evaluate chat` (corpus or plain
-`__eou__` files) and the Trainer's data object for it.
+N different z. The first reply joins the history. A session is built on a
+checkpoint loaded once (loading.load_chatbot), so many sessions can share it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from seqtool.commands.train import DataWithMetrics
-from seqtool.errors import CheckpointError, ConfigError
+from seqtool.config import ChatSettings
+from seqtool.configfile import replace_checked
+from seqtool.errors import ConfigError
 
-DEFAULT_CHAT = "chat-dailydialog"  # the shipped model: checkpoints/chat-dailydialog/
+__all__ = ["COMMANDS", "ChatSession", "ChatSettings", "CommandResult", "Turn"]
+
 MAX_CHARS = 5000  # a longer line is cut before tokenizing (the model reads max_utt_len tokens)
-MAX_SAMPLES = 10
-KIND_NAMES = {"lm": "language model", "translate": "translation model"}
-DIALOGUE_LANGS = {"dailydialog": "en", "asdc_ja": "ja"}  # for the BLEU tokenizer
 COMMANDS = {"/reset": "forget the conversation (start a new one)",
             "/history": "show the conversation so far",
             "/samples N": "show N replies per turn (VHRED: N different z)",
@@ -31,78 +26,7 @@ COMMANDS = {"/reset": "forget the conversation (start a new one)",
             "/help": "list these commands", "/quit": "leave (also Ctrl-D, Ctrl-C)"}
 
 
-# --------------------------------------------------------------------------- models and data
-def load_chatbot(model_path: Path | None, device: str = "cpu") -> Any:
-    """A chat checkpoint (--model), or the shipped one. Another kind of checkpoint is
-    refused by name."""
-    from seqtool.checkpoint import load_checkpoint, read_meta, resolve_folder
-    from seqtool.commands.predict import shipped_model
-
-    if model_path is None:
-        try:
-            model_path = shipped_model(DEFAULT_CHAT)
-        except CheckpointError:
-            raise CheckpointError("no chat model given, and the shipped one is not installed",
-                                  "pass --model RUN (train one: seqtool train chat --model "
-                                  "hred --corpus dailydialog --out RUN)") from None
-    folder = resolve_folder(model_path)
-    kind = read_meta(folder).get("kind")
-    if kind != "chat":
-        what = KIND_NAMES.get(str(kind), f"{kind!r} model")
-        raise CheckpointError(f"{folder} is a {what} (kind {kind!r}), not a chat model",
-                              "pass a checkpoint from `seqtool train chat`")
-    return load_checkpoint(folder, expect_kind="chat", device=device)
-
-
-def chat_dialogues(cfg: Any, split: str) -> list[Any]:
-    """The dialogues of `split` from data.{train,valid,test}_file or data.corpus."""
-    from seqtool.data.dialogue import corpus_dialogues, file_dialogues
-
-    d = cfg.data
-    path = {"train": d.train_file, "valid": d.valid_file, "test": d.test_file}[split]
-    if path:
-        return file_dialogues(path, f"{split} file")
-    if d.corpus:
-        return corpus_dialogues(d.corpus, split)
-    raise ConfigError(f"no {split} dialogues", "give --corpus dailydialog (or asdc_ja), or "
-                      "--train-file and --valid-file: one dialogue per line, utterances "
-                      "separated by __eou__")
-
-
-def bleu_tokenize_for(cfg: Any, corpus: str | None) -> str:
-    from seqtool.metrics import default_bleu_tokenize
-
-    return cfg.data.bleu_tokenize or default_bleu_tokenize(DIALOGUE_LANGS.get(corpus or ""))
-
-
-class ChatData(DataWithMetrics):
-    """DialogueData for the Trainer, plus the validation KL per reply of a VHRED model
-    (the `extra_metrics` hook; encoders only, no decoding)."""
-
-    def extra_metrics(self, model: Any, device: Any) -> dict[str, float]:
-        from seqtool.training import to_device
-
-        if not hasattr(model, "kl_per_reply"):
-            return {}
-        total, replies = 0.0, 0
-        for batch in self.data.valid_batches():
-            kl = model.kl_per_reply(to_device(batch, device))
-            total += float(kl.sum())
-            replies += kl.numel()
-        return {"kl": total / max(replies, 1), "kl_beta": model.kl_beta()}
-
-
 # --------------------------------------------------------------------------- replying
-@dataclass
-class ChatSettings:
-    samples: int = 1  # replies per turn
-    context: int = 3  # previous utterances the model sees
-    temperature: float = 0.8
-    top_p: float = 0.9
-    greedy: bool = False  # argmax words (VHRED: still one z per sample)
-    max_len: int = 40  # reply tokens
-
-
 @dataclass
 class Turn:
     number: int
@@ -149,7 +73,7 @@ class ChatSession:
     @property
     def single_turn(self) -> bool:
         """The seq2seq baseline reads only the last utterance."""
-        return self.loaded.config.model.arch == "seq2seq"
+        return bool(self.model.single_turn)
 
     def context_notice(self) -> str:
         """A note when --context asks for more than the model reads, else ''."""
@@ -207,11 +131,11 @@ class ChatSession:
         if name == "/help":
             return CommandResult("\n".join(f"{k:<12} {v}" for k, v in COMMANDS.items()))
         if name in ("/samples", "/context"):
-            high = MAX_SAMPLES if name == "/samples" else 50
-            if not arg.isdigit() or not 1 <= int(arg) <= high:
-                return CommandResult(f"usage: {name} N, with N from 1 to {high}")
             key = name[1:]
-            self.settings = dataclasses.replace(self.settings, **{key: int(arg)})
+            try:
+                self.settings = replace_checked(self.settings, {key: arg}, {key: name})
+            except ConfigError as exc:
+                return CommandResult(f"usage: {name} N ({exc.hint or exc.message})")
             note = self.context_notice() if key == "context" else ""
             return CommandResult(f"{key} = {arg}" + (f" ({note})" if note else ""))
         return CommandResult(f"unknown command {name}; commands: " + ", ".join(

@@ -12,28 +12,38 @@ from typing import Any
 from seqtool.errors import ConfigError, DataError
 
 
-def evaluate_lm(model_path: Path | None, corpus: str | None, split: str, file: Path | None,
-                batch_size: int = 10, device: str = "cpu", bptt: int = 35,
-                hf_dataset: str | None = None) -> dict[str, Any]:
-    """exp(mean NLL per token) with <eos> after every line, as in the PTB/WikiText
-    benchmarks; state carried across windows of `bptt` tokens in `batch_size` streams."""
-    import torch
+def _device(loaded: Any) -> Any:
+    return next(loaded.model.parameters()).device
 
-    from seqtool.commands.predict import load_lm
-    from seqtool.commands.train import named_split_path
-    from seqtool.data.cache import cached_token_stream
-    from seqtool.data.lm import LMData, batchify
-    from seqtool.data.text import read_lines
-    from seqtool.training import evaluate_loss
+
+def lm_text(corpus: str | None, split: str, file: Path | None, hf_dataset: str | None
+            ) -> Path:
+    """The text file `evaluate lm` reads: exactly one of a corpus split, a file or a
+    hub dataset's split (checked before a model is loaded)."""
+    from seqtool.data.splits import named_split_path
 
     if (bool(corpus) + bool(file) + bool(hf_dataset)) != 1:
         raise ConfigError("give exactly one of --corpus NAME, --file PATH or --hf-dataset NAME",
                           "e.g. seqtool evaluate lm --corpus wikitext-2 --split test")
     path = Path(file) if file else named_split_path(corpus, hf_dataset, split)
-    loaded = load_lm(model_path, device)
+    assert path is not None  # one of the three is given
+    return path
+
+
+def evaluate_lm(loaded: Any, *, corpus: str | None = None, split: str = "test",
+                file: Path | None = None, batch_size: int = 10, bptt: int = 35,
+                hf_dataset: str | None = None) -> dict[str, Any]:
+    """exp(mean NLL per token) with <eos> after every line, as in the PTB/WikiText
+    benchmarks; state carried across windows of `bptt` tokens in `batch_size` streams."""
+    from seqtool.data.cache import cached_token_stream
+    from seqtool.data.lm import LMData, batchify
+    from seqtool.data.text import read_lines
+    from seqtool.training import evaluate_loss
+
+    path = lm_text(corpus, split, file, hf_dataset)
     stream = cached_token_stream(path, loaded.tokenizer)
     data = batchify(stream, min(batch_size, max(1, stream.numel() // 2)))
-    metrics = evaluate_loss(loaded.model, LMData.windows(data, bptt), torch.device(device))
+    metrics = evaluate_loss(loaded.model, LMData.windows(data, bptt), _device(loaded))
     result = {"perplexity": metrics["ppl"], "loss": metrics["loss"], "tokens": metrics["tokens"],
               "corpus": corpus or hf_dataset or str(path),
               "split": split if corpus or hf_dataset else "file",
@@ -47,19 +57,20 @@ def evaluate_lm(model_path: Path | None, corpus: str | None, split: str, file: P
     return result
 
 
-
-def evaluate_translate(model_path: Path | None, corpus: str | None, split: str,
-                       src: str | None, tgt: str | None, src_file: Path | None,
-                       ref_file: Path | None, search_flags: dict[str, Any] | None = None,
-                       batch_size: int = 64, device: str = "cpu",
+def evaluate_translate(loaded: Any, *, corpus: str | None = None, split: str = "test",
+                       src: str | None = None, tgt: str | None = None,
+                       src_file: Path | None = None, ref_file: Path | None = None,
+                       search: dict[str, Any] | None = None, batch_size: int = 64,
                        bleu_tokenize: str | None = None) -> dict[str, Any]:
     """BLEU and chrF (sacrebleu, with signatures) of the model's translations of a
-    parallel corpus split or of --src-file against --ref-file, and sentences/s."""
+    parallel corpus split or of --src-file against --ref-file, and sentences/s.
+    `search`: SearchConfig keys over the model's [search] defaults."""
     import time
 
-    from seqtool.commands.translate import (bleu_tokenize_for, corpus_pairs, load_translator,
-                                            score_lines, search_settings, translate_lines)
+    from seqtool.data.parallel import corpus_pairs
     from seqtool.data.text import read_lines
+    from seqtool.metrics import bleu_tokenize_for, score_lines
+    from seqtool.translation import search_settings, translate_lines
 
     if (src_file is None) != (ref_file is None):
         raise ConfigError("give both --src-file and --ref-file",
@@ -67,11 +78,12 @@ def evaluate_translate(model_path: Path | None, corpus: str | None, split: str,
     if corpus and src_file:
         raise ConfigError("give either --corpus or --src-file/--ref-file, not both",
                           "e.g. seqtool evaluate translate --model RUN --corpus multi30k")
-    loaded = load_translator(model_path, src, tgt, device)
+    device = str(_device(loaded))
     data = loaded.config.data
     src, tgt = src or data.src_lang, tgt or data.tgt_lang
     skipped = 0
     if src_file is not None:
+        assert ref_file is not None
         sources = read_lines(src_file, "source file")
         refs = read_lines(ref_file, "reference file")
         if len(sources) != len(refs):
@@ -85,19 +97,19 @@ def evaluate_translate(model_path: Path | None, corpus: str | None, split: str,
                               "--src-file and --ref-file")
         sources, refs, skipped = corpus_pairs(corpus, split, src, tgt)
         where = {"corpus": corpus, "split": split}
-    search = search_settings(loaded.config.search, **(search_flags or {}))
+    settings = search_settings(loaded.config.search, **(search or {}))
     t0 = time.perf_counter()
-    hyps = [t.texts[0] for t in translate_lines(loaded, sources, search, device, batch_size)]
+    hyps = [t.texts[0] for t in translate_lines(loaded, sources, settings, device, batch_size)]
     seconds = time.perf_counter() - t0
-    scores = score_lines(hyps, refs, bleu_tokenize_for(loaded, tgt, bleu_tokenize),
+    scores = score_lines(hyps, refs, bleu_tokenize_for(bleu_tokenize, data.bleu_tokenize, tgt),
                          loaded.tgt_tokenizer.lowercase)
     return {**scores, **where, "src": src, "tgt": tgt, "skipped_empty": skipped,
-            "beam": search.beam_size, "alpha": search.alpha, "seconds": seconds,
+            "beam": settings.beam_size, "alpha": settings.alpha, "seconds": seconds,
             "sentences_per_s": len(hyps) / max(seconds, 1e-9), "model": str(loaded.folder)}
 
 
-def evaluate_chat(model_path: Path | None, corpus: str | None, split: str, file: Path | None,
-                  batch_size: int = 64, device: str = "cpu", max_len: int | None = None,
+def evaluate_chat(loaded: Any, *, corpus: str | None = None, split: str = "test",
+                  file: Path | None = None, batch_size: int = 64, max_len: int | None = None,
                   greedy: bool = True, temperature: float = 1.0, top_p: float = 1.0,
                   limit: int = 0, seed: int = 0) -> dict[str, Any]:
     """A dialogue model on every reply of a corpus split or an `__eou__` file:
@@ -106,16 +118,17 @@ def evaluate_chat(model_path: Path | None, corpus: str | None, split: str, file:
     output and the average reply length (in model tokens)."""
     import torch
 
-    from seqtool.commands.chat import bleu_tokenize_for, load_chatbot
-    from seqtool.data.dialogue import (batches_in_order, corpus_dialogues, encode_windows,
-                                       file_dialogues, indexed_batches, windows)
+    from seqtool.data.dialogue import (DIALOGUE_LANGS, batches_in_order, corpus_dialogues,
+                                       encode_windows, file_dialogues, indexed_batches,
+                                       windows)
     from seqtool.data.tokenizer import BOS, EOS, PAD, UNK
     from seqtool.decoding import decode
-    from seqtool.metrics import bleu, distinct_n
+    from seqtool.metrics import bleu, bleu_tokenize_for, distinct_n
+    from seqtool.runtime import to_device
     from seqtool.training import evaluate_loss
 
-    loaded = load_chatbot(model_path, device)
     model, tok, m = loaded.model, loaded.tokenizer, loaded.config.model
+    device = _device(loaded)
     if corpus and file:
         raise ConfigError("give either --corpus or --file, not both",
                           "e.g. seqtool evaluate chat --model RUN --corpus dailydialog")
@@ -135,19 +148,20 @@ def evaluate_chat(model_path: Path | None, corpus: str | None, split: str, file:
         raise DataError("no replies to evaluate", "each dialogue needs two utterances or more")
     torch.manual_seed(seed)  # VHRED: the z drawn for each reply
     gen = torch.Generator().manual_seed(seed)
-    losses = evaluate_loss(model, batches_in_order(examples, batch_size), torch.device(device))
+    losses = evaluate_loss(model, batches_in_order(examples, batch_size), device)
     outputs: list[list[int]] = [[] for _ in examples]
     for idx, batch in indexed_batches(examples, batch_size):
-        batch = {k: v.to(device) for k, v in batch.items() if k != "tgt"}
+        batch = to_device({k: v for k, v in batch.items() if k != "tgt"}, device)
         out = decode(model, batch, max_len or m.max_utt_len, eos=EOS, sample=not greedy,
                      temperature=temperature, top_p=top_p, banned=(PAD, BOS, UNK),
                      generator=gen)
         for i, ids in zip(idx, out.tokens):
             outputs[i] = ids
     texts = [" ".join(tok.decode(ids).split()) for ids in outputs]
-    tokenize = bleu_tokenize_for(loaded.config, corpus)
+    tokenize = bleu_tokenize_for(None, loaded.config.data.bleu_tokenize,
+                                 DIALOGUE_LANGS.get(corpus or ""))
     b1, b2 = (bleu(texts, references, tokenize, tok.lowercase, n) for n in (1, 2))
-    vhred = m.arch == "vhred"
+    vhred = bool(model.has_latent)
     return {"model": str(loaded.folder), "arch": m.arch, "corpus": corpus or str(file),
             "split": split if corpus else "file", "replies": len(examples),
             "perplexity": losses["ppl"], "perplexity_is_bound": vhred,

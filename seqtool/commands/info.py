@@ -11,8 +11,8 @@ STANDARD_KEYS = ("format_version", "seqtool_version", "kind", "vocab_size", "tok
 
 def checkpoint_info(path: Path | None) -> dict[str, Any]:
     from seqtool.checkpoint import CARD_FILE, load_checkpoint
-    from seqtool.commands.predict import DEFAULT_LM, shipped_model
-    from seqtool.models.lm import count_parameters
+    from seqtool.loading import DEFAULT_LM, shipped_model
+    from seqtool.models.base import count_parameters
 
     loaded = load_checkpoint(path or shipped_model(DEFAULT_LM))
     counts = count_parameters(loaded.model)

@@ -1,31 +1,12 @@
-"""`seqtool predict` and `seqtool generate`: use a language model."""
+"""`seqtool predict` and `seqtool generate`: use a language model loaded once
+(loading.load_lm), so a long-running process can answer many prompts."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from seqtool.errors import CheckpointError, InputError
-
-DEFAULT_LM = "lm-wikitext2"
-
-
-def shipped_model(name: str) -> Path:
-    """Folder of a model shipped in the package's checkpoints/."""
-    from importlib import resources
-
-    folder = Path(str(resources.files("seqtool.checkpoints").joinpath(name)))
-    if not (folder / "config.json").is_file():
-        raise CheckpointError(f"the shipped model {name!r} is not installed",
-                              "pass --model CKPT, or reinstall seqtool from a full checkout")
-    return folder
-
-
-def load_lm(model_path: Path | None, device: str = "cpu") -> Any:
-    from seqtool.checkpoint import load_checkpoint
-
-    return load_checkpoint(model_path or shipped_model(DEFAULT_LM), expect_kind="lm",
-                           device=device)
+from seqtool.config import SamplingConfig
+from seqtool.errors import InputError
 
 
 def encode_prompt(text: str, tokenizer: Any) -> tuple[list[int], list[str]]:
@@ -40,14 +21,16 @@ def encode_prompt(text: str, tokenizer: Any) -> tuple[list[int], list[str]]:
     return ids, unknown
 
 
-def predict_next(text: str, top_k: int, model_path: Path | None = None, device: str = "cpu",
-                 show_unk: bool = False) -> dict[str, Any]:
+def predict_next(loaded: Any, *, text: str, top_k: int = 10, show_unk: bool = False
+                 ) -> dict[str, Any]:
+    """The `top_k` most probable next tokens after `text` ("<unk>" left out unless
+    `show_unk`), the predicted word, and the prompt's words the vocabulary lacks."""
     import torch
 
     from seqtool.data.tokenizer import BOS, PAD, UNK
 
-    loaded = load_lm(model_path, device)
     tok = loaded.tokenizer
+    device = next(loaded.model.parameters()).device
     ids, unknown = encode_prompt(text, tok)
     with torch.no_grad():
         prompt = torch.tensor(ids, device=device)[:, None]  # (T, 1)
@@ -63,25 +46,27 @@ def predict_next(text: str, top_k: int, model_path: Path | None = None, device: 
     return {"prompt": text, "candidates": cands, "prediction": prediction, "unknown": unknown}
 
 
-def generate_text(text: str, max_tokens: int, temperature: float, top_k: int, top_p: float,
-                  greedy: bool, seed: int | None, num_samples: int,
-                  model_path: Path | None = None, device: str = "cpu") -> dict[str, Any]:
+def generate_text(loaded: Any, *, text: str, sampling: SamplingConfig = SamplingConfig(),
+                  seed: int | None = None) -> dict[str, Any]:
+    """Continue `text`: `sampling.num_samples` samples (one row each), or the greedy
+    continuation; `seed` makes samples reproducible."""
     import torch
 
     from seqtool.data.tokenizer import BOS, EOS, PAD, UNK
     from seqtool.decoding import decode
 
-    loaded = load_lm(model_path, device)
+    s = sampling
     tok = loaded.tokenizer
+    device = next(loaded.model.parameters()).device
     ids, unknown = encode_prompt(text, tok)
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     if gen is None:
         gen = torch.Generator()
         gen.seed()
-    rows = 1 if greedy else num_samples
+    rows = 1 if s.greedy else s.num_samples
     prompt = torch.tensor(ids, device=device)[:, None].expand(-1, rows).contiguous()
-    out = decode(loaded.model, {"prompt": prompt}, max_tokens, sample=not greedy,
-                 temperature=temperature, top_k=top_k, top_p=top_p,
+    out = decode(loaded.model, {"prompt": prompt}, s.max_tokens, sample=not s.greedy,
+                 temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
                  banned=(PAD, BOS, UNK), generator=gen)
     samples = []
     for row in out.tokens:
@@ -91,4 +76,4 @@ def generate_text(text: str, max_tokens: int, temperature: float, top_k: int, to
         else:
             samples.append(tok.decode(row))
     return {"prompt": text, "samples": samples, "scores": out.scores, "unknown": unknown,
-            "greedy": greedy, "seed": seed}
+            "greedy": s.greedy, "seed": seed}

@@ -5,8 +5,42 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from seqtool.commands.train import run_training, start_run
 from seqtool.config import RunConfig
+from seqtool.runs import DataWithMetrics
+
+
+class ChatData(DataWithMetrics):
+    """DialogueData for the Trainer, plus the validation KL per reply of a model with a
+    latent variable (VHRED; the `extra_metrics` hook; encoders only, no decoding)."""
+
+    def extra_metrics(self, model: Any, device: Any) -> dict[str, float]:
+        from seqtool.runtime import to_device
+
+        if not model.has_latent:
+            return {}
+        total, replies = 0.0, 0
+        for batch in self.data.valid_batches():
+            kl = model.kl_per_reply(to_device(batch, device))
+            total += float(kl.sum())
+            replies += kl.numel()
+        return {"kl": total / max(replies, 1), "kl_beta": model.kl_beta()}
+
+
+def card_lines(cfg: RunConfig) -> list[str]:
+    """The model card's data lines, with the corpus's license, and the tokenizer line."""
+    from seqtool.data.corpora import get_info
+
+    d, tc = cfg.data, cfg.tokenizer
+    lines = []
+    if d.corpus:
+        info = get_info(d.corpus)
+        terms = " (non-commercial, share-alike)" if "BY-NC-SA" in info.license else ""
+        lines += [f"- data: {d.corpus} ({info.description.split(':')[0]})",
+                  f"- data license: {info.license_short or info.license}{terms}; the model "
+                  "is trained on this data, so keep to its terms when you use or share it"]
+    else:
+        lines.append(f"- data: {d.train_file}")
+    return lines + [f"- tokenizer: {tc.kind}" + (", lower-cased" if tc.lowercase else "")]
 
 
 def train_chat(cfg: RunConfig, out: Path | None = None, resume: Path | None = None,
@@ -15,13 +49,13 @@ def train_chat(cfg: RunConfig, out: Path | None = None, resume: Path | None = No
     (model.arch) on the same (context, reply) windows; validation perplexity (VHRED:
     the bound) picks the best checkpoint, and a VHRED run logs the KL per reply."""
     from seqtool.checkpoint import load_checkpoint
-    from seqtool.commands.chat import ChatData, chat_dialogues
-    from seqtool.data.dialogue import DialogueData, encode_windows
+    from seqtool.data.dialogue import DialogueData, chat_dialogues, encode_windows
     from seqtool.data.tokenizer import load_tokenizer, train_tokenizer
     from seqtool.models import build_model
+    from seqtool.runs import run_training, start_run
 
     run_dir = start_run(cfg, out, resume, threads)
-    train_d, valid_d = chat_dialogues(cfg, "train"), chat_dialogues(cfg, "valid")
+    train_d, valid_d = chat_dialogues(cfg.data, "train"), chat_dialogues(cfg.data, "valid")
     if resume is not None:
         loaded = load_checkpoint(run_dir / "last", expect_kind="chat", device=device)
         tokenizer, model = loaded.tokenizer, loaded.model
@@ -39,6 +73,6 @@ def train_chat(cfg: RunConfig, out: Path | None = None, resume: Path | None = No
              "context_turns": model.context_turns}
     data = ChatData(DialogueData(train_ex, valid_ex, cfg.train.batch_size, seed=cfg.train.seed))
     summary = run_training(cfg, model, data, run_dir, resume, reporter, device,
-                           {"tokenizer": tokenizer}, stats)
+                           {"tokenizer": tokenizer}, stats, card_lines(cfg))
     summary.update(vocab_size=tokenizer.vocab_size, arch=m.arch, **stats)
     return summary

@@ -7,30 +7,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from seqtool.commands.train import (DataWithMetrics, init_embeddings_from, run_training,
-                                    start_run)
 from seqtool.config import RunConfig
-from seqtool.errors import ConfigError
-
-
-def translation_split(cfg: RunConfig, split: str) -> tuple[list[str], list[str], int]:
-    """Aligned (source, target) lines of `split` from plain files (--train-src ...) or
-    the corpus, and how many pairs with an empty side were skipped."""
-    from seqtool.commands.translate import corpus_pairs
-    from seqtool.data.parallel import read_parallel
-
-    d = cfg.data
-    files = {"train": (d.train_src, d.train_tgt), "valid": (d.valid_src, d.valid_tgt),
-             "test": (d.test_src, d.test_tgt)}[split]
-    if any(files):
-        if not all(files):
-            raise ConfigError(f"give both --{split}-src and --{split}-tgt",
-                              "each source file needs its line-aligned translation")
-        return read_parallel(*files)
-    if d.corpus:
-        return corpus_pairs(d.corpus, split, d.src_lang, d.tgt_lang)
-    raise ConfigError(f"no {split} data", "give --corpus NAME --src LANG --tgt LANG, or "
-                      "--train-src/--train-tgt and --valid-src/--valid-tgt")
+from seqtool.runs import DataWithMetrics
 
 
 def translation_tokenizers(cfg: RunConfig, src_lines: list[str], tgt_lines: list[str]
@@ -57,19 +35,6 @@ def translation_tokenizers(cfg: RunConfig, src_lines: list[str], tgt_lines: list
     return train(src_lines), train(tgt_lines)
 
 
-def encode_with_references(src_lines: list[str], tgt_lines: list[str], src_tok: Any,
-                           tgt_tok: Any) -> tuple[list[Any], list[str], int]:
-    """Token id pairs, the target text of each kept pair, and the number dropped
-    (a side that encodes to nothing)."""
-    pairs, refs = [], []
-    for s, t in zip(src_lines, tgt_lines):
-        s_ids, t_ids = src_tok.encode(s), tgt_tok.encode(t)
-        if s_ids and t_ids:
-            pairs.append((s_ids, t_ids))
-            refs.append(t)
-    return pairs, refs, len(src_lines) - len(pairs)
-
-
 class TranslationData(DataWithMetrics):
     """ParallelData for the Trainer, plus the BLEU of greedy decoding of the validation
     set (the Trainer's `extra_metrics` hook): the best checkpoint is the one with the
@@ -88,8 +53,9 @@ class TranslationData(DataWithMetrics):
         self.precision = train_precision
 
     def extra_metrics(self, model: Any, device: Any) -> dict[str, float]:
-        from seqtool.commands.translate import decode_precision, translate_ids
         from seqtool.metrics import bleu
+        from seqtool.runtime import decode_precision
+        from seqtool.translation import translate_ids
 
         sources = [s for s, _ in self.data.valid]
         batch = self.data.eval_batch_size or self.data.batch_size
@@ -100,6 +66,17 @@ class TranslationData(DataWithMetrics):
                              self.tgt_tok.lowercase)["score"]}
 
 
+def card_lines(cfg: RunConfig) -> list[str]:
+    """The model card's data and tokenizer lines."""
+    d, tc = cfg.data, cfg.tokenizer
+    data = (f"{d.corpus} {d.src_lang} -> {d.tgt_lang}" if d.corpus and not d.train_src
+            else f"{d.train_src} -> {d.train_tgt}")
+    vocab = ("one joint vocabulary" if getattr(cfg.model, "shared_vocab", False)
+             else "source and target vocabularies")
+    return [f"- data: {data}", f"- tokenizer: {tc.kind}, {vocab}"
+            + (", lower-cased" if tc.lowercase else "")]
+
+
 def train_translate(cfg: RunConfig, out: Path | None = None, resume: Path | None = None,
                     reporter: Any = None, device: str = "cpu", threads: int = 0
                     ) -> dict[str, Any]:
@@ -107,13 +84,14 @@ def train_translate(cfg: RunConfig, out: Path | None = None, resume: Path | None
     (greedy) each evaluation picks the best checkpoint. Pairs with an empty side are
     skipped and counted in the summary."""
     from seqtool.checkpoint import load_checkpoint
-    from seqtool.data.parallel import ParallelData
-    from seqtool.metrics import default_bleu_tokenize
+    from seqtool.data.parallel import ParallelData, encode_with_references, translation_split
+    from seqtool.metrics import bleu_tokenize_for
     from seqtool.models import build_model
+    from seqtool.runs import init_embeddings_from, run_training, start_run
 
     run_dir = start_run(cfg, out, resume, threads)
-    train_src, train_tgt, skipped_train = translation_split(cfg, "train")
-    valid_src, valid_tgt, skipped_valid = translation_split(cfg, "valid")
+    train_src, train_tgt, skipped_train = translation_split(cfg.data, "train")
+    valid_src, valid_tgt, skipped_valid = translation_split(cfg.data, "valid")
     init = None
     if resume is not None:
         loaded = load_checkpoint(run_dir / "last", expect_kind="translate", device=device)
@@ -131,12 +109,13 @@ def train_translate(cfg: RunConfig, out: Path | None = None, resume: Path | None
                                "valid": skipped_valid + dropped_valid},
              "max_src_len": max((len(s) for s, _ in train_pairs), default=0),
              "max_tgt_len": max((len(t) for _, t in train_pairs), default=0)}
-    tokenize = cfg.data.bleu_tokenize or default_bleu_tokenize(cfg.data.tgt_lang)
+    tokenize = bleu_tokenize_for(None, cfg.data.bleu_tokenize, cfg.data.tgt_lang)
     data = TranslationData(ParallelData(train_pairs, valid_pairs, cfg.train.batch_size,
                                         seed=cfg.train.seed), refs, tgt_tok, cfg.search,
                            tokenize, cfg.train.precision)
     summary = run_training(cfg, model, data, run_dir, resume, reporter, device,
-                           {"tokenizer": src_tok, "tgt_tokenizer": tgt_tok}, stats)
+                           {"tokenizer": src_tok, "tgt_tokenizer": tgt_tok}, stats,
+                           card_lines(cfg))
     summary.update(vocab_size=[src_tok.vocab_size, tgt_tok.vocab_size],
                    bleu_tokenize=tokenize, **stats)
     if init:

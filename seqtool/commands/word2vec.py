@@ -1,5 +1,5 @@
-"""`seqtool train word2vec`, `similar`, `analogy`, `export-vectors`, `evaluate word2vec`,
-and `--init-embeddings` for `train lm` / `train translate`.
+"""`seqtool train word2vec`, `similar`, `analogy`, `export-vectors`, `evaluate word2vec`
+(`--init-embeddings` for `train lm` / `train translate`: models/pretrained.py).
 
 A word2vec checkpoint is an ordinary seqtool checkpoint folder (kind "word2vec":
 config.json, model.safetensors with both tables, the word tokenizer, MODEL_CARD.md);
@@ -41,7 +41,7 @@ def fit(model: Any, corpus: Corpus, epochs: int, seed: int, reporter: Any = None
     import numpy as np
     import torch
 
-    from seqtool.allocator import keep_freed_memory
+    from seqtool.runtime import keep_freed_memory
     from seqtool.data.word2vec import epoch_batches, keep_probabilities, noise_table
 
     keep_freed_memory()  # each batch's buffers are reused, not page-faulted (~+20% here)
@@ -110,11 +110,10 @@ def fit(model: Any, corpus: Corpus, epochs: int, seed: int, reporter: Any = None
 
 def word2vec_card(cfg: RunConfig, vocab: int, corpus_words: int, stats: dict[str, Any]
                   ) -> str:
-    import shlex
-    import sys
+    from seqtool.runs import this_command
 
     m, d = cfg.model, cfg.data
-    cmd = " ".join(shlex.quote(a) for a in ["seqtool", *sys.argv[1:]])
+    cmd = this_command()
     model = (f"- model: {m.arch}, {m.dim} dimensions, window {m.window}, {m.negative} "
              f"negative samples (unigram^0.75), subsampling {m.sample:g}, "
              f"{cfg.train.epochs} epochs")
@@ -134,8 +133,9 @@ def train_word2vec(cfg: RunConfig, out: Path | None = None, reporter: Any = None
     import os
 
     from seqtool.checkpoint import save_checkpoint
-    from seqtool.commands.train import default_run_dir, lm_split_path
+    from seqtool.data.splits import text_split_path
     from seqtool.data.text import read_lines
+    from seqtool.runs import default_run_dir
     from seqtool.data.tokenizer import WordTokenizer, load_tokenizer
     from seqtool.data.word2vec import FIRST_WORD, encode_corpus
     from seqtool.models import build_model
@@ -148,7 +148,7 @@ def train_word2vec(cfg: RunConfig, out: Path | None = None, reporter: Any = None
     run_dir = Path(out) if out else default_run_dir(cfg)
     if (run_dir / "config.json").exists():
         raise ConfigError(f"{run_dir} already holds a checkpoint", "choose another --out")
-    lines = read_lines(lm_split_path(cfg, "train"), "train file")
+    lines = read_lines(text_split_path(cfg.data, "train"), "train file")
     if tc.path:
         tokenizer = load_tokenizer(Path(tc.path))
         if tokenizer.kind != "word":
@@ -237,53 +237,6 @@ def _resolved(typed: list[str], found: list[str]) -> dict[str, str]:
     return {t: f for t, f in zip(typed, found) if t != f}
 
 
-# --------------------------------------------------------------------------- init embeddings
-def init_embeddings(model: Any, path: str | Path, tokenizer: Any,
-                    tgt_tokenizer: Any = None) -> dict[str, Any]:
-    """Copy the vectors of a word2vec text file into a new model's input embeddings:
-    the LM's (with the adaptive embedding, only clusters held at full size, i.e. the
-    head; the tied output layer starts from them too), a translation model's source
-    and target embeddings. A token is looked up as is, then lower-cased; the special
-    tokens keep their initialisation. Returns how many vocabulary words were found."""
-    import torch
-
-    from seqtool.data.vectors import read_word2vec
-    from seqtool.data.word2vec import FIRST_WORD
-
-    vecs = read_word2vec(path)
-    emb_dim = model.cfg.emb_dim
-    if vecs.dim != emb_dim:
-        raise ConfigError(f"{path} holds {vecs.dim}-dimensional vectors but model.emb_dim "
-                          f"is {emb_dim}", f"--set model.emb_dim={vecs.dim}, or train "
-                          f"vectors with --dim {emb_dim}")
-    def rows(tok: Any) -> tuple[Any, Any]:
-        ids, found = [], []
-        for i in range(FIRST_WORD, tok.vocab_size):
-            t = tok.id_to_token(i)
-            j = vecs.find(t)
-            if j is not None:
-                ids.append(i)
-                found.append(j)
-        return torch.tensor(ids, dtype=torch.long), torch.from_numpy(vecs.matrix[found])
-
-    sides = ([("source", model.src_embed, tokenizer)]
-             + ([("target", model.tgt_embed, tgt_tokenizer or tokenizer)]
-                if model.tgt_embed is not model.src_embed else [])
-             if model.kind == "translate" else [("vocabulary", model.embed, tokenizer)])
-    report: dict[str, Any] = {"file": str(path), "dim": vecs.dim, "vectors": len(vecs)}
-    with torch.no_grad():
-        for name, emb, tok in sides:
-            ids, values = rows(tok)
-            if hasattr(emb, "set_rows"):  # AdaptiveEmbedding
-                written = int(emb.set_rows(ids, values).sum())
-            else:
-                emb.weight[ids] = values.to(emb.weight.dtype)
-                written = len(ids)
-            report[name] = {"words": tok.vocab_size - FIRST_WORD, "found": len(ids),
-                            "copied": written}
-    return report
-
-
 # --------------------------------------------------------------------------- evaluation
 def benchmark_file(which: str, given: Path | None) -> Path:
     """--wordsim / --analogies, else the copy in gensim's test data (never imported)."""
@@ -308,7 +261,7 @@ def evaluate_word2vec(model_path: Path | None, vectors_path: Path | None,
                       restrict: int = 30000) -> dict[str, Any]:
     """WordSim-353 Spearman and Google analogy accuracy, case-insensitive and restricted
     as gensim's evaluate_word_pairs / evaluate_word_analogies (seqtool.data.vectors)."""
-    from seqtool.data.vectors import analogy_accuracy, word_pair_correlation
+    from seqtool.metrics import analogy_accuracy, word_pair_correlation
 
     ws_path, an_path = benchmark_file("wordsim", wordsim), benchmark_file("analogies", analogies)
     vecs = load_vectors(model_path, vectors_path)

@@ -48,9 +48,8 @@ def print_error(message: str, hint: str | None) -> None:
 class RichReporter:
     """Training progress: a bar with loss, perplexity, tokens/s and ETA; a line per eval."""
 
-    def __init__(self, json_lines: bool = False) -> None:
+    def __init__(self) -> None:
         self.con = stderr_console()
-        self.json_lines = json_lines
         self.progress: Any = None
         self.task: Any = None
         self.metric = "valid_ppl"  # the score that picks best/

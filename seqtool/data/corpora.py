@@ -288,3 +288,4 @@ def _read_lines(fmt: str, path: Path) -> list[str]:
     from seqtool.data.text import read_lines
 
     return read_lines(path)
+

@@ -33,11 +33,13 @@ from torch import Tensor
 
 from seqtool.data.buckets import BucketedData
 from seqtool.data.tokenizer import EOS, PAD, UNK, Tokenizer
-from seqtool.errors import CorpusError, DataError
+from seqtool.config import DataConfig
+from seqtool.errors import ConfigError, CorpusError, DataError
 
 EOU = "__eou__"
 ASDC_SPLITS = {"train": "train", "valid": "dev", "dev": "dev", "test": "test"}
 DIALOGUE_FORMATS = ("dailydialog-zip", "asdc")
+DIALOGUE_LANGS = {"dailydialog": "en", "asdc_ja": "ja"}  # for the BLEU tokenizer
 
 
 @dataclass
@@ -148,6 +150,18 @@ def file_dialogues(path: str | Path, what: str = "dialogue file") -> list[Dialog
         raise DataError(f"no dialogues in {path}", "one dialogue per line, utterances "
                         "separated by __eou__")
     return dialogues
+
+
+def chat_dialogues(data: DataConfig, split: str) -> list[Dialogue]:
+    """The dialogues of `split` from data.{train,valid,test}_file or data.corpus."""
+    path = {"train": data.train_file, "valid": data.valid_file, "test": data.test_file}[split]
+    if path:
+        return file_dialogues(path, f"{split} file")
+    if data.corpus:
+        return corpus_dialogues(data.corpus, split)
+    raise ConfigError(f"no {split} dialogues", "give --corpus dailydialog (or asdc_ja), or "
+                      "--train-file and --valid-file: one dialogue per line, utterances "
+                      "separated by __eou__")
 
 
 # --------------------------------------------------------------------------- windows

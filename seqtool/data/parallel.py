@@ -19,7 +19,8 @@ from torch import Tensor
 from seqtool.data.buckets import BucketedData
 from seqtool.data.text import read_lines
 from seqtool.data.tokenizer import EOS, PAD, Tokenizer
-from seqtool.errors import DataError
+from seqtool.config import DataConfig
+from seqtool.errors import ConfigError, CorpusError, DataError
 
 Pair = tuple[list[int], list[int]]  # source ids, target ids (without EOS)
 
@@ -48,11 +49,82 @@ def align_lines(src: list[str], tgt: list[str], src_name: str, tgt_name: str
     return [src[i] for i in keep], [tgt[i] for i in keep], len(src) - len(keep)
 
 
+def encode_with_references(src_lines: Sequence[str], tgt_lines: Sequence[str],
+                           src_tok: Tokenizer, tgt_tok: Tokenizer
+                           ) -> tuple[list[Pair], list[str], int]:
+    """Token id pairs, the target text of each kept pair, and the number dropped
+    (a pair whose source or target encodes to nothing)."""
+    pairs, refs = [], []
+    for s, t in zip(src_lines, tgt_lines):
+        s_ids, t_ids = src_tok.encode(s), tgt_tok.encode(t)
+        if s_ids and t_ids:
+            pairs.append((s_ids, t_ids))
+            refs.append(t)
+    return pairs, refs, len(src_lines) - len(pairs)
+
+
 def encode_pairs(src_lines: Sequence[str], tgt_lines: Sequence[str], src_tok: Tokenizer,
                  tgt_tok: Tokenizer) -> list[Pair]:
     """Token ids of each pair; pairs whose source or target encodes to nothing are dropped."""
-    pairs = [(src_tok.encode(s), tgt_tok.encode(t)) for s, t in zip(src_lines, tgt_lines)]
-    return [p for p in pairs if p[0] and p[1]]
+    return encode_with_references(src_lines, tgt_lines, src_tok, tgt_tok)[0]
+
+
+# --------------------------------------------------------------------------- corpora
+PARALLEL_FORMATS = ("parallel", "parallel-gz")
+
+
+def corpus_split(name: str, split: str) -> str:
+    """A catalog split name, also accepting its file name (multi30k: test_2016_flickr)."""
+    from seqtool.data.corpora import get_info
+
+    info = get_info(name)
+    if split in info.splits:
+        return split
+    aliases = {str(p).split("/")[-1].split(".{lang}")[0]: k for k, p in info.splits.items()}
+    if split in aliases:
+        return aliases[split]
+    raise CorpusError(f"{name} has no split {split!r}",
+                      "splits: " + ", ".join(f"{k} ({a})" if a != k else k
+                                             for a, k in aliases.items()))
+
+
+def corpus_pairs(name: str, split: str, src: str, tgt: str) -> tuple[list[str], list[str], int]:
+    """Aligned source/target lines of a parallel corpus split (empty pairs dropped),
+    and how many were dropped."""
+    from seqtool.data.corpora import corpus_lines, info_of_kind
+
+    info = info_of_kind(name, PARALLEL_FORMATS, "parallel", "translation corpora",
+                        "or give plain files with --train-src/--train-tgt/--valid-src/"
+                        "--valid-tgt")
+    langs = ", ".join(info.languages)
+    if not src or not tgt:
+        raise ConfigError(f"{name} needs a source and a target language",
+                          f"give --src and --tgt (languages: {langs})")
+    for lang in (src, tgt):
+        if lang not in info.languages:
+            raise CorpusError(f"{name} has no language {lang!r}", f"languages: {langs}")
+    if src == tgt:
+        raise ConfigError(f"source and target are both {src!r}", f"languages: {langs}")
+    split = corpus_split(name, split)
+    return align_lines(corpus_lines(name, split, src), corpus_lines(name, split, tgt),
+                       f"{name} {split}.{src}", f"{name} {split}.{tgt}")
+
+
+def translation_split(data: DataConfig, split: str) -> tuple[list[str], list[str], int]:
+    """Aligned (source, target) lines of `split` from plain files (--train-src ...) or
+    the corpus, and how many pairs with an empty side were skipped."""
+    d = data
+    files = {"train": (d.train_src, d.train_tgt), "valid": (d.valid_src, d.valid_tgt),
+             "test": (d.test_src, d.test_tgt)}[split]
+    if any(files):
+        if not all(files):
+            raise ConfigError(f"give both --{split}-src and --{split}-tgt",
+                              "each source file needs its line-aligned translation")
+        return read_parallel(*files)
+    if d.corpus:
+        return corpus_pairs(d.corpus, split, d.src_lang, d.tgt_lang)
+    raise ConfigError(f"no {split} data", "give --corpus NAME --src LANG --tgt LANG, or "
+                      "--train-src/--train-tgt and --valid-src/--valid-tgt")
 
 
 def pad_batch(pairs: Sequence[Pair]) -> dict[str, Tensor]:

@@ -36,7 +36,7 @@ class Tokenizer(Protocol):
     def save(self, folder: Path) -> None: ...
 
 
-def _is_cjk(ch: str) -> bool:
+def is_cjk(ch: str) -> bool:
     """Japanese/Chinese script: CJK punctuation, kana, ideographs, full-width forms."""
     o = ord(ch)
     return (0x3000 <= o <= 0x30FF or 0x3400 <= o <= 0x4DBF or 0x4E00 <= o <= 0x9FFF
@@ -75,7 +75,7 @@ class WordTokenizer:
         # as it could only meet <unk> otherwise
         self._uncased = all(t == t.lower() for t in tokens)
         # the longest Japanese/Chinese-script word, for _segment
-        self._longest = min(16, max((len(t) for t in tokens if t and _is_cjk(t[0])), default=1))
+        self._longest = min(16, max((len(t) for t in tokens if t and is_cjk(t[0])), default=1))
 
     @classmethod
     def train(cls, lines: Iterable[str], min_freq: int = 1, max_vocab: int = 0,
@@ -108,14 +108,14 @@ class WordTokenizer:
             if w in index:
                 out.append(w)
                 continue
-            if not any(_is_cjk(c) for c in w):
+            if not any(is_cjk(c) for c in w):
                 out.extend(self._split_word(w))
                 continue
             start = 0  # runs of CJK script are segmented; other runs stay whole
             for i in range(1, len(w) + 1):
-                if i == len(w) or _is_cjk(w[i]) != _is_cjk(w[start]):
+                if i == len(w) or is_cjk(w[i]) != is_cjk(w[start]):
                     run = w[start:i]
-                    out.extend(self._segment(run) if _is_cjk(run[0]) else [run])
+                    out.extend(self._segment(run) if is_cjk(run[0]) else [run])
                     start = i
         return out
 

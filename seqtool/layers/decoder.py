@@ -43,7 +43,7 @@ from seqtool.layers.attention import make_attention
 from seqtool.layers.encoder import Encoded
 from seqtool.layers.fused_decoder import fusable, fused_forward
 from seqtool.layers.rnn import FastDropout, fast_dropout, make_rnn
-from seqtool.models.base import reorder_nested
+from seqtool.layers.state import reorder_nested
 
 STATE_BATCH_DIM = {"memory": 1, "keys": 1, "mask": 1, "summary": 0, "hidden": 1,
                    "feed": 0, "attn": 0}

@@ -194,6 +194,3 @@ def make_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
         return PeepholeLSTM(input_size, hidden_size, num_layers, drop, bidirectional)
     raise ValueError(f"unknown cell {cell!r}; valid: {', '.join(CELLS)}")
 
-
-def has_cell_state(cell: str) -> bool:
-    return cell in ("lstm", "peephole")

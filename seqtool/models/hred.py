@@ -35,7 +35,7 @@ from seqtool.errors import ConfigError
 from seqtool.layers.decoder import RecurrentDecoder, ReordersDecoderState, output_layer
 from seqtool.layers.encoder import Encoded, RecurrentEncoder
 from seqtool.layers.rnn import FastDropout, make_rnn
-from seqtool.models.base import LossResult
+from seqtool.models.base import LossResult, SeqModel
 
 
 def check_config(cfg: ChatModelConfig) -> None:
@@ -47,7 +47,7 @@ def check_config(cfg: ChatModelConfig) -> None:
                           "use model.attention = 'general' or 'bahdanau'")
 
 
-class HRED(ReordersDecoderState, nn.Module):
+class HRED(ReordersDecoderState, SeqModel):
     """HRED (arch "hred") or the single-turn baseline (arch "seq2seq")."""
 
     kind = "chat"
@@ -72,9 +72,32 @@ class HRED(ReordersDecoderState, nn.Module):
                                            cfg.tie_embeddings)
 
     @property
+    def single_turn(self) -> bool:
+        """The seq2seq baseline: no context RNN, only the last utterance is read."""
+        return self.context_rnn is None
+
+    @property
     def context_turns(self) -> int:
         """Previous utterances the model reads (the seq2seq baseline: one)."""
         return 1 if self.context_rnn is None else self.cfg.context_turns
+
+    @property
+    def has_attention(self) -> bool:  # type: ignore[override]
+        return self.decoder.attention is not None
+
+    def architecture(self) -> str:
+        """The model card's name for the architecture."""
+        m = self.cfg
+        if self.context_rnn is None:
+            return "single-turn seq2seq baseline (reads the previous utterance only)"
+        return f"HRED, context RNN {m.ctx_hidden} over {m.context_turns} utterances"
+
+    def describe(self, params: int) -> str:
+        m = self.cfg
+        enc = f"{'bi-' if m.bidirectional else ''}{m.cell.upper()} {m.enc_hidden}"
+        return (f"{self.architecture()}; utterance encoder {enc}, decoder {m.cell.upper()} "
+                f"{m.dec_layers} x {m.dec_hidden}, attention {m.attention}, embedding "
+                f"{m.emb_dim}; {params:,} parameters")
 
     # --- encoding ---------------------------------------------------------------------
     def encode_utterances(self, tokens: Tensor, lengths: Tensor) -> Encoded:
@@ -145,7 +168,7 @@ class HRED(ReordersDecoderState, nn.Module):
         return nn.functional.cross_entropy(logits, tgt[real], reduction="sum")
 
     # --- training ---------------------------------------------------------------------
-    def loss(self, batch: dict[str, Tensor], carry: Any = None) -> LossResult:
+    def forward(self, batch: dict[str, Tensor], carry: Any = None) -> LossResult:
         """Summed NLL of the reply tokens (EOS included)."""
         context, memory, mask = self.encode_context(batch)
         state = self.initial_state(context, None, memory, mask)
@@ -164,13 +187,3 @@ class HRED(ReordersDecoderState, nn.Module):
         out, state = self.decoder.step(self.drop(self.embed(tokens)), state)  # (B, D)
         return torch.log_softmax(self.logits(out), -1, dtype=torch.float32), state  # (B, V)
 
-
-def build_dialogue_model(cfg: ChatModelConfig, vocab_size: int) -> nn.Module:
-    """The model for cfg.arch: seq2seq and hred are HRED, vhred is VHRED."""
-    if not isinstance(vocab_size, int):
-        raise TypeError("a dialogue model has one vocabulary (an int vocab_size)")
-    if cfg.arch == "vhred":
-        from seqtool.models.vhred import VHRED
-
-        return VHRED(cfg, vocab_size)
-    return HRED(cfg, vocab_size)

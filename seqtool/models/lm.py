@@ -13,10 +13,13 @@ from torch import Tensor, nn
 from seqtool.config import LMModelConfig
 from seqtool.layers.adaptive import AdaptiveEmbedding, AdaptiveSoftmax
 from seqtool.layers.rnn import FastDropout, make_rnn
-from seqtool.models.base import LossResult, detach_nested, reorder_nested
+from seqtool.models.base import (Embeddings, LossResult, SeqModel, count_parameters,
+                                 detach_nested, reorder_nested)
+
+__all__ = ["RNNLM", "count_parameters"]
 
 
-class RNNLM(nn.Module):
+class RNNLM(SeqModel):
     kind = "lm"
 
     def __init__(self, cfg: LMModelConfig, vocab_size: int) -> None:
@@ -38,11 +41,19 @@ class RNNLM(nn.Module):
         return self.proj(self.drop(out)), state  # (T, B, E)
 
     # --- training --------------------------------------------------------------
-    def loss(self, batch: dict[str, Tensor], carry: Any = None) -> LossResult:
+    def forward(self, batch: dict[str, Tensor], carry: Any = None) -> LossResult:
         """batch["input"], batch["target"]: (T, B); carry: state from the last window."""
         feats, state = self.hidden(batch["input"], carry)
         nll = self.out.nll(feats.flatten(0, 1), batch["target"].reshape(-1))
         return LossResult(nll.sum(), nll.numel(), detach_nested(state))
+
+    def describe(self, params: int) -> str:
+        m = self.cfg
+        return (f"{m.cell} x{m.layers}, hidden {m.hidden}, embedding {m.emb_dim}, "
+                f"softmax {m.softmax}, tied {m.tie_weights}; {params:,} parameters")
+
+    def input_embeddings(self) -> list[Embeddings]:
+        return [Embeddings("vocabulary", self.embed, "source")]
 
     def log_probs(self, ids: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         """(T, B) -> (T, B, V) log-probabilities of the next token at each position."""
@@ -65,22 +76,4 @@ class RNNLM(nn.Module):
 
     def reorder(self, state: Any, index: Tensor) -> Any:
         return reorder_nested(state, index, dim=1)
-
-
-def count_parameters(model: nn.Module) -> dict[str, int]:
-    """Parameters per top-level component (shared ones counted once, where first seen)."""
-    seen: set[int] = set()
-    counts: dict[str, int] = {}
-    for name, module in model.named_children():
-        n = 0
-        for p in module.parameters():
-            if id(p) not in seen:
-                seen.add(id(p))
-                n += p.numel()
-        if n:
-            counts[name] = n
-    for name, p in model.named_parameters(recurse=False):
-        counts[name] = p.numel()
-    return counts
-
 

@@ -26,7 +26,7 @@ from seqtool.errors import ConfigError
 from seqtool.layers.decoder import RecurrentDecoder, ReordersDecoderState, output_layer
 from seqtool.layers.encoder import RecurrentEncoder, flip_padded
 from seqtool.layers.rnn import FastDropout
-from seqtool.models.base import LossResult
+from seqtool.models.base import Embeddings, LossResult, SeqModel
 
 
 def check_config(cfg: Seq2SeqModelConfig, src_vocab: int, tgt_vocab: int) -> None:
@@ -47,7 +47,7 @@ def check_config(cfg: Seq2SeqModelConfig, src_vocab: int, tgt_vocab: int) -> Non
                           f"and {tgt_vocab} target entries", "train one joint tokenizer")
 
 
-class Seq2Seq(ReordersDecoderState, nn.Module):
+class Seq2Seq(ReordersDecoderState, SeqModel):
     kind = "translate"
 
     def __init__(self, cfg: Seq2SeqModelConfig, vocab_size: int | tuple[int, int]) -> None:
@@ -67,6 +67,25 @@ class Seq2Seq(ReordersDecoderState, nn.Module):
                                         cfg.input_feeding, cfg.bridge, cfg.peeky, cfg.dropout)
         self.proj, self.out = output_layer(self.decoder.output_size, self.tgt_embed,
                                            cfg.tie_target_embeddings)
+
+    @property
+    def has_attention(self) -> bool:  # type: ignore[override]
+        return self.decoder.attention is not None
+
+    def describe(self, params: int) -> str:
+        m = self.cfg
+        enc = (f"{'bi-' if m.bidirectional else ''}{m.cell.upper()} {m.enc_layers} x "
+               f"{m.enc_hidden}{' per direction' if m.bidirectional else ''}")
+        feed = ", input feeding" if m.input_feeding else ""
+        return (f"attention encoder-decoder; encoder {enc}, decoder {m.cell.upper()} "
+                f"{m.dec_layers} x {m.dec_hidden}, attention {m.attention}{feed}, "
+                f"embedding {m.emb_dim}; {params:,} parameters")
+
+    def input_embeddings(self) -> list[Embeddings]:
+        tables = [Embeddings("source", self.src_embed, "source")]
+        if self.tgt_embed is not self.src_embed:
+            tables.append(Embeddings("target", self.tgt_embed, "target"))
+        return tables
 
     # --- shared pieces -----------------------------------------------------------
     def encode(self, batch: dict[str, Tensor]) -> dict[str, Any]:
@@ -88,7 +107,7 @@ class Seq2Seq(ReordersDecoderState, nn.Module):
         return self.out(self.proj(out))
 
     # --- training ------------------------------------------------------------------
-    def loss(self, batch: dict[str, Tensor], carry: Any = None) -> LossResult:
+    def forward(self, batch: dict[str, Tensor], carry: Any = None) -> LossResult:
         """Summed NLL over the non-pad target tokens (EOS included). Label smoothing
         applies in training mode only, so validation reports a true perplexity."""
         state = self.encode(batch)
@@ -112,7 +131,6 @@ class Seq2Seq(ReordersDecoderState, nn.Module):
         out, state = self.decoder.step(self.drop(self.tgt_embed(tokens)), state)  # (B, D)
         return torch.log_softmax(self.logits(out), -1, dtype=torch.float32), state  # (B, V)
 
-    @staticmethod
-    def attention_weights(state: dict[str, Any]) -> Tensor | None:
+    def attention_weights(self, state: dict[str, Any]) -> Tensor | None:
         """The last step's attention over the source (B, S), or None without attention."""
         return state.get("attn")

@@ -89,6 +89,7 @@ class GaussianNet(nn.Module):
 
 class VHRED(HRED):
     kind = "chat"
+    has_latent = True
 
     def __init__(self, cfg: ChatModelConfig, vocab_size: int) -> None:
         super().__init__(cfg, vocab_size, latent=cfg.latent_dim)
@@ -98,6 +99,12 @@ class VHRED(HRED):
         self.bow = (nn.Sequential(nn.Linear(ctx + z, ctx), nn.Tanh(), nn.Linear(ctx, vocab_size))
                     if cfg.bow_weight > 0 else None)
         self.register_buffer("kl_step", torch.zeros(1, dtype=torch.long))  # training steps
+
+    def architecture(self) -> str:
+        m = self.cfg
+        return (f"VHRED, context RNN {m.ctx_hidden} over {m.context_turns} utterances, "
+                f"latent z {m.latent_dim} (KL annealing {m.kl_anneal}, word dropout "
+                f"{m.word_dropout}, bag-of-words weight {m.bow_weight})")
 
     def kl_beta(self) -> float:
         c = self.cfg
@@ -147,7 +154,7 @@ class VHRED(HRED):
             return kl.sum()
         return (kl.mean() - c).abs() * kl.shape[0]
 
-    def loss(self, batch: dict[str, Tensor], carry: Any = None) -> LossResult:
+    def forward(self, batch: dict[str, Tensor], carry: Any = None) -> LossResult:
         context, memory, mask = self.encode_context(batch)
         tgt = batch["tgt"]  # (T, B)
         mu_q, logvar_q = self.posterior_of(context, tgt)
