@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fmt, machine_info, markdown_table, write_result  # noqa: E402
+from _common import fmt, machine_info, markdown_table, write_result
 
 TARGET_MS = 300.0
 TURNS = [

@@ -55,17 +55,17 @@ import torch
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fmt, machine_info, markdown_table, write_result  # noqa: E402
-from matmul_peak import measure_peak  # noqa: E402
-from reference_lm import ReferenceLSTMLM, evaluate, train_steps  # noqa: E402
+from _common import fmt, machine_info, markdown_table, write_result
+from matmul_peak import measure_peak
+from reference_lm import ReferenceLSTMLM, evaluate, train_steps
 
-from seqtool.runtime import keep_freed_memory  # noqa: E402
-from seqtool.config import LMModelConfig, TrainConfig  # noqa: E402
-from seqtool.data.lm import LMData, encode_stream  # noqa: E402
-from seqtool.data.text import read_lines  # noqa: E402
-from seqtool.data.tokenizer import WordTokenizer  # noqa: E402
-from seqtool.models.lm import RNNLM  # noqa: E402
-from seqtool.training import Trainer  # noqa: E402
+from seqtool.runtime import keep_freed_memory
+from seqtool.config import LMModelConfig, TrainConfig
+from seqtool.data.lm import LMData, encode_stream
+from seqtool.data.text import read_lines
+from seqtool.data.tokenizer import WordTokenizer
+from seqtool.models.lm import RNNLM
+from seqtool.training import Trainer
 
 CONFIGS = ("reference-fp32", "seqtool-fp32", "seqtool-bf16", "seqtool-adaptive-bf16",
            "reference-fp32-malloc")
@@ -158,7 +158,7 @@ def summarize(name: str, precision: str, softmax: str, params: int, rec: StepRec
         chunk = rec.losses[k: k + log_every]
         end = k + len(chunk)
         curve.append({"step": end, "tokens": rec.tokens[end - 1], "loss": sum(chunk) / len(chunk)})
-    step_s = [b - a for a, b in zip([0.0, *rec.times[:-1]], rec.times)]
+    step_s = [b - a for a, b in zip([0.0, *rec.times[:-1]], rec.times, strict=False)]
     return RunResult(
         name=name, precision=precision, softmax=softmax, params=params, steps=n,
         tokens=rec.tokens[-1], warmup_steps=w, timed_tokens=timed_tokens, timed_s=timed_s,
@@ -172,7 +172,7 @@ def cluster_fractions(stream: Tensor, bounds: list[int]) -> list[float]:
     """Fraction of tokens of `stream` in each [bounds[i], bounds[i+1]) cluster."""
     n = max(stream.numel(), 1)
     return [float(((stream >= lo) & (stream < hi)).sum()) / n
-            for lo, hi in zip(bounds[:-1], bounds[1:])]
+            for lo, hi in zip(bounds[:-1], bounds[1:], strict=False)]
 
 
 def train_flops_per_token(cfg: LMModelConfig, vocab: int, fractions: list[float]) -> float:

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fmt, machine_info, markdown_table, write_result  # noqa: E402
+from _common import fmt, machine_info, markdown_table, write_result
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
 MIN_REPEATS = 3

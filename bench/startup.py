@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fmt, machine_info, markdown_table, write_result  # noqa: E402
+from _common import fmt, machine_info, markdown_table, write_result
 
 HELP_TARGET_S = 0.3
 PREDICT_RATIO_TARGET = 1.5

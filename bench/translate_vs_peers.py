@@ -154,7 +154,7 @@ def onmt_beam5_seconds(data: Path, work: Path, peers_dir: Path) -> float:
 
 def pair_ratios(onmt: list[float], ours: list[float]) -> dict:
     """seqtool / OpenNMT-py for each alternating pair, and their median."""
-    ratios = [round(b / a, 2) for a, b in zip(onmt, ours)]
+    ratios = [round(b / a, 2) for a, b in zip(onmt, ours, strict=False)]
     return {"ratios": ratios, "median_ratio": statistics.median(ratios)}
 
 

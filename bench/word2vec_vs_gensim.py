@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fmt, machine_info, markdown_table, write_result  # noqa: E402
+from _common import fmt, machine_info, markdown_table, write_result
 
 
 def default_corpus() -> Path:
@@ -134,7 +134,7 @@ def summarize(runs: list[dict[str, Any]], gensim_runs: list[dict[str, Any]]) -> 
         xs = [r[key] for r in runs]
         return st.mean(xs), (st.stdev(xs) if len(xs) > 1 else 0.0)
 
-    ratios = [r["words_per_s"] / g["words_per_s"] for r, g in zip(runs, gensim_runs)]
+    ratios = [r["words_per_s"] / g["words_per_s"] for r, g in zip(runs, gensim_runs, strict=False)]
     return {"system": runs[0]["system"], "arch": runs[0]["arch"], "seeds": len(runs),
             "words_per_s": st.median(r["words_per_s"] for r in runs),
             "speed_ratio_vs_gensim": st.median(ratios),

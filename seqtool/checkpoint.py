@@ -154,10 +154,6 @@ def read_meta(folder: Path) -> dict[str, Any]:
 def load_checkpoint(path: str | Path, expect_kind: str | tuple[str, ...] | None = None,
                     device: str = "cpu") -> Loaded:
     """Load a checkpoint folder (never unpickles). Raises CheckpointError."""
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_model
-
-    from seqtool.configfile import build_config
     from seqtool.data.tokenizer import load_tokenizer
     from seqtool.models.registry import spec_for
 
@@ -168,16 +164,7 @@ def load_checkpoint(path: str | Path, expect_kind: str | tuple[str, ...] | None 
     if kinds and kind not in kinds:
         raise CheckpointError(f"{folder} is a {kind!r} checkpoint, not {' or '.join(kinds)}",
                               f"use a {' or '.join(kinds)} model here")
-    try:
-        config = build_config({**{k: meta[k] for k in ("task", "data", "tokenizer", "model",
-                                                        "train")},
-                               **({"search": meta["search"]} if "search" in meta else {})})
-    except KeyError as exc:
-        raise CheckpointError(f"{folder / CONFIG_FILE} lacks {exc}", "the checkpoint is damaged"
-                              ) from None
-    except ConfigError as exc:
-        raise CheckpointError(f"{folder / CONFIG_FILE}: {exc.message}",
-                              "the checkpoint is damaged or from another seqtool") from None
+    config = _read_config(folder, meta)
     tokenizer = load_tokenizer(folder)
     tgt_tokenizer = tokenizer
     sizes: Any = tokenizer.vocab_size
@@ -200,7 +187,33 @@ def load_checkpoint(path: str | Path, expect_kind: str | tuple[str, ...] | None 
     except ConfigError as exc:
         raise CheckpointError(f"{folder / CONFIG_FILE}: {exc.message}",
                               "the checkpoint is damaged or from another seqtool") from None
-    weights = folder / WEIGHTS_FILE
+    _load_weights(model, folder / WEIGHTS_FILE, device)
+    model.to(device).eval()
+    return Loaded(model, config, tokenizer, meta, folder, tgt_tokenizer)
+
+
+def _read_config(folder: Path, meta: dict[str, Any]) -> Any:
+    """The RunConfig stored in config.json, checked as a TOML config is."""
+    from seqtool.configfile import build_config
+
+    try:
+        return build_config({**{k: meta[k] for k in ("task", "data", "tokenizer", "model",
+                                                      "train")},
+                             **({"search": meta["search"]} if "search" in meta else {})})
+    except KeyError as exc:
+        raise CheckpointError(f"{folder / CONFIG_FILE} lacks {exc}", "the checkpoint is damaged"
+                              ) from None
+    except ConfigError as exc:
+        raise CheckpointError(f"{folder / CONFIG_FILE}: {exc.message}",
+                              "the checkpoint is damaged or from another seqtool") from None
+
+
+def _load_weights(model: Any, weights: Path, device: str) -> None:
+    """model.safetensors into `model`: shapes compared from the header first, then every
+    key must be there and nothing else."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_model
+
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing", "the checkpoint is incomplete")
     try:
@@ -223,8 +236,6 @@ def load_checkpoint(path: str | Path, expect_kind: str | tuple[str, ...] | None 
         raise CheckpointError(f"weights do not match the model: missing {sorted(missing)[:5]}, "
                               f"unexpected {sorted(unexpected)[:5]}",
                               "the checkpoint was written by another architecture")
-    model.to(device).eval()
-    return Loaded(model, config, tokenizer, meta, folder, tgt_tokenizer)
 
 
 def optimizer_to_tensors(opt: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:

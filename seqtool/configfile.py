@@ -53,38 +53,57 @@ def coerce(value: Any, f: dataclasses.Field, where: str, typ: Any) -> Any:
     return value
 
 
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+        value = value.lower() in ("true", "1", "yes")
+    if not isinstance(value, bool):
+        raise TypeError
+    return value
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise TypeError
+    return int(value)
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise TypeError
+    value = float(value)
+    if value != value:  # NaN passes every range check
+        raise ValueError
+    return value
+
+
+def _to_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError
+    return value
+
+
+def _to_ints(value: Any) -> tuple[int, ...]:
+    if isinstance(value, str):
+        value = [v for v in value.replace(",", " ").split() if v]
+    if any(isinstance(v, bool) or isinstance(v, float) and not v.is_integer() for v in value):
+        raise TypeError
+    return tuple(int(v) for v in value)
+
+
+_CONVERTERS = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str}
+
+
 def _as_type(value: Any, typ: Any, where: str) -> Any:
-    origin = typing.get_origin(typ)
+    """`value` as a config field of type `typ` (bool, int, float, str or tuple[int, ...]);
+    strings from `--set` and flags are parsed, other types refused."""
+    convert = _to_ints if typing.get_origin(typ) is tuple else _CONVERTERS.get(typ)
+    if convert is None:
+        return value
     try:
-        if typ is bool:
-            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-                value = value.lower() in ("true", "1", "yes")
-            if not isinstance(value, bool):
-                raise TypeError
-        elif typ is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise TypeError
-            value = int(value)
-        elif typ is float:
-            if isinstance(value, bool):
-                raise TypeError
-            value = float(value)
-            if value != value:  # NaN passes every range check
-                raise ValueError
-        elif typ is str:
-            if not isinstance(value, str):
-                raise TypeError
-        elif origin is tuple:
-            if isinstance(value, str):
-                value = [v for v in value.replace(",", " ").split() if v]
-            if any(isinstance(v, bool) or isinstance(v, float) and not v.is_integer()
-                   for v in value):
-                raise TypeError
-            value = tuple(int(v) for v in value)
+        return convert(value)
     except (TypeError, ValueError):
         tname = getattr(typ, "__name__", str(typ))
         raise ConfigError(f"{where} must be {tname}, got {value!r}") from None
-    return value
 
 
 def coerce_key(cls: type, name: str, value: Any, where: str) -> Any:

@@ -94,7 +94,7 @@ def perplexity(nll_sum: float, tokens: int) -> float:
     return math.exp(min(nll_sum / tokens, 50.0))
 
 
-def distinct_n(sentences: Iterable[str | Sequence[str]], n: int) -> float:
+def distinct_n(sentences: Iterable[str | Sequence[Any]], n: int) -> float:
     """Distinct-n (Li et al. 2016): unique n-grams / all n-grams over all sentences.
 
     Sentences are strings (split on whitespace) or token lists; 0.0 when there
@@ -102,7 +102,7 @@ def distinct_n(sentences: Iterable[str | Sequence[str]], n: int) -> float:
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
-    seen: set[tuple[str, ...]] = set()
+    seen: set[tuple[Any, ...]] = set()
     total = 0
     for sent in sentences:
         tokens = sent.split() if isinstance(sent, str) else list(sent)
@@ -237,7 +237,9 @@ def analogy_accuracy(vecs: WordVectors, path: str | Path, restrict: int = 30000,
 
     rows, canon = _case_folded(vecs, restrict)
     unit = vecs.unit[: len(canon)]  # (R, D)
-    out_sections, qs, owner = [], [], []
+    out_sections: list[dict[str, Any]] = []
+    qs: list[list[int]] = []
+    owner: list[int] = []
     skipped = 0
     for s, (name, questions) in enumerate(read_analogies(path)):
         out_sections.append({"section": name, "correct": 0, "total": 0})
@@ -256,7 +258,7 @@ def analogy_accuracy(vecs: WordVectors, path: str | Path, restrict: int = 30000,
         for x in (a, b, c):
             sims[canon[None, :] == x[:, None]] = -np.inf
         right[lo: lo + chunk] = canon[sims.argmax(1)] == d
-    for s, ok in zip(owner, right.tolist()):
+    for s, ok in zip(owner, right.tolist(), strict=False):
         out_sections[s]["total"] += 1
         out_sections[s]["correct"] += int(ok)
 

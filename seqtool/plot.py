@@ -73,7 +73,7 @@ def _save(fig: object, path: Path) -> None:
         raise InputError(f"cannot write the plot to {path}: {exc.strerror or exc}",
                          "give a file path in an existing, writable folder") from None
     finally:
-        plt.close(fig)
+        plt.close(fig)  # type: ignore[arg-type]
 
 
 def save_attention_plot(path: Path, att: dict[str, list]) -> None:

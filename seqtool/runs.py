@@ -88,8 +88,8 @@ def resume_config(run_dir: Path, overrides: tuple[str, ...] = ()) -> RunConfig:
         raise TrainingError(f"no resumable checkpoint in {run_dir}/last",
                             "give the run folder that train wrote (--out)")
     meta = read_meta(last)
-    raw = {k: meta[k] for k in ("task", "data", "tokenizer", "model", "train", "search")
-           if k in meta}
+    raw: dict[str, Any] = {k: meta[k] for k in ("task", "data", "tokenizer", "model", "train",
+                                                 "search") if k in meta}
     old = build_config(raw)
     for text in overrides:
         table, name, value = parse_override(text)

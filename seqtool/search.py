@@ -76,6 +76,54 @@ def ban_repeated_ngrams(lp: Tensor, history: Tensor, n: int) -> Tensor:
     return lp.masked_fill(hits > 0, float("-inf"))
 
 
+def _finish(hyps: list[Hypothesis], history: Tensor, attn_hist: Tensor | None, row: int,
+            raw: float, t: int, alpha: float) -> None:
+    """Row `row` of the beam ends at step t with summed log-probability `raw`."""
+    hyps.append(Hypothesis(history[row].tolist(), raw / length_penalty(t, alpha), raw,
+                           attn_hist[row] if attn_hist is not None else None))
+
+
+def _finish_alive(hyps: list[Hypothesis], history: Tensor, attn_hist: Tensor | None, a: int,
+                  k: int, raw_scores: list[float], t: int, alpha: float) -> None:
+    """Sentence row-group `a` reached its length limit: its alive beams end here (a
+    -inf one only where nothing finished, so every sentence has a hypothesis)."""
+    for j, raw in enumerate(raw_scores[:k]):
+        if math.isfinite(raw) or not hyps:
+            _finish(hyps, history, attn_hist, a * k + j, raw, t, alpha)
+
+
+def _allowed(lp: Tensor, banned: Sequence[int], history: Tensor, no_repeat_ngram: int
+             ) -> Tensor:
+    """Log-probabilities with banned tokens and repeated n-grams set to -inf."""
+    if banned:
+        lp[:, list(banned)] = float("-inf")
+    if no_repeat_ngram:
+        lp = ban_repeated_ngrams(lp, history, no_repeat_ngram)
+    return lp
+
+
+def _grow_attention(attn_hist: Tensor | None, attention: Callable[[Any], Tensor | None] | None,
+                    state: Any) -> Tensor | None:
+    """The attention history (rows, t, S) with this step's weights appended."""
+    step_attn = attention(state) if attention is not None else None  # (rows, S)
+    if step_attn is None:
+        return attn_hist
+    step_attn = step_attn.float()[:, None]
+    return step_attn if attn_hist is None else torch.cat([attn_hist, step_attn], 1)
+
+
+def _rows(x: Tensor | None, index: Tensor) -> Tensor | None:
+    return None if x is None else x[index]
+
+
+def _may_improve(done_hyps: list[Hypothesis], best_alive: float, n_best: int, alpha: float,
+                 horizon: int) -> bool:
+    """Whether a sentence stays in the search: fewer than n_best finished hypotheses, or
+    its best alive one, length-penalised at `horizon`, could still beat the n-th."""
+    done = sorted((h.score for h in done_hyps), reverse=True)
+    return len(done) < n_best or done[n_best - 1] < best_alive / length_penalty(horizon, alpha)
+
+
 @torch.no_grad()
 def beam_search(model: Any, batch: dict[str, Tensor], *, beam_size: int = 5, n_best: int = 1,
                 max_len: int | Sequence[int] = 100, eos: int = EOS, alpha: float = 0.0,
@@ -110,16 +158,8 @@ def beam_search(model: Any, batch: dict[str, Tensor], *, beam_size: int = 5, n_b
     t = 0
     while active:
         lp, state = model.step(tokens, state)  # (A*K, V)
-        lp = lp.float()
-        if banned:
-            lp[:, banned] = float("-inf")
-        if no_repeat_ngram:
-            lp = ban_repeated_ngrams(lp, history, no_repeat_ngram)
-        step_attn = attention(state) if attention is not None else None  # (A*K, S)
-        if step_attn is not None:
-            step_attn = step_attn.float()
-            attn_hist = (step_attn[:, None] if attn_hist is None
-                         else torch.cat([attn_hist, step_attn[:, None]], 1))  # (A*K, t+1, S)
+        lp = _allowed(lp.float(), banned, history, no_repeat_ngram)
+        attn_hist = _grow_attention(attn_hist, attention, state)  # (A*K, t+1, S)
         t += 1
         vocab = lp.shape[1]
         cand = (scores.view(-1, 1) + lp).view(len(active), k * vocab)
@@ -129,33 +169,21 @@ def beam_search(model: Any, batch: dict[str, Tensor], *, beam_size: int = 5, n_b
         is_eos = tok == eos
         # finished: EOS candidates among the first K ranks
         for a, j in (is_eos[:, :k] & torch.isfinite(top[:, :k])).nonzero().tolist():
-            p = int(parent[a, j])
-            raw = float(top[a, j])
-            finished[active[a]].append(Hypothesis(
-                history[p].tolist(), raw / length_penalty(t, alpha), raw,
-                attn_hist[p] if attn_hist is not None else None))
+            _finish(finished[active[a]], history, attn_hist, int(parent[a, j]),
+                    float(top[a, j]), t, alpha)
         # alive: the K best non-EOS candidates (a stable sort puts them first)
         keep = torch.sort(is_eos.to(torch.uint8), dim=1, stable=True).indices[:, :k]
         scores, parent, tok = top.gather(1, keep), parent.gather(1, keep), tok.gather(1, keep)
         history = torch.cat([history[parent.view(-1)], tok.view(-1, 1)], 1)  # (A*K, t)
-        if attn_hist is not None:
-            attn_hist = attn_hist[parent.view(-1)]
+        attn_hist = _rows(attn_hist, parent.view(-1))
         still = []
         best_alive = scores[:, 0].tolist()
         for a, s in enumerate(active):
             if t >= limits[s]:  # alive beams end here, as greedy does at max_len
-                for j in range(k):
-                    raw = float(scores[a, j])
-                    if math.isfinite(raw) or not finished[s]:
-                        r = a * k + j
-                        finished[s].append(Hypothesis(
-                            history[r].tolist(), raw / length_penalty(t, alpha), raw,
-                            attn_hist[r] if attn_hist is not None else None))
-                continue
-            done = sorted((h.score for h in finished[s]), reverse=True)
-            horizon = limits[s] if stop == "exact" else t + 1
-            bound = best_alive[a] / length_penalty(horizon, alpha)
-            if len(done) < n_best or done[n_best - 1] < bound:
+                _finish_alive(finished[s], history, attn_hist, a, k, scores[a].tolist(), t,
+                              alpha)
+            elif _may_improve(finished[s], best_alive[a], n_best, alpha,
+                              limits[s] if stop == "exact" else t + 1):
                 still.append(a)
         same_sentences = len(still) == len(active)
         if not same_sentences:
@@ -163,8 +191,7 @@ def beam_search(model: Any, batch: dict[str, Tensor], *, beam_size: int = 5, n_b
                          + torch.arange(k, device=device)).view(-1)
             parent, tok, scores = parent[still], tok[still], scores[still]
             history = history[keep_rows]
-            if attn_hist is not None:
-                attn_hist = attn_hist[keep_rows]
+            attn_hist = _rows(attn_hist, keep_rows)
             active = [active[a] for a in still]
         if active:  # while no sentence left, each row stays with its sentence
             state = (reorder_within(state, parent.view(-1)) if same_sentences

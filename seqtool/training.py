@@ -245,58 +245,22 @@ class Trainer:
         self.reporter.on_start({"total_steps": total_steps, "start_step": st.global_step,
                                 "steps_per_epoch": steps_per_epoch,
                                 "metric": self.data.metric})
-        t0 = time.perf_counter() - st.elapsed_s
-        win_tokens, win_t, win_loss, win_n = 0, time.perf_counter(), 0.0, 0
+        clock = _Window(time.perf_counter() - st.elapsed_s, total_steps)
         stop_reason = ""  # a finished run goes on when --resume raised train.epochs
         if st.done and cfg.patience and st.bad_evals >= cfg.patience:
             stop_reason = "early stopping"
         try:
             while not stop_reason and st.epoch < cfg.epochs:
-                for i, batch in enumerate(self.data.train_batches(st.epoch)):
-                    if i < st.step_in_epoch:
-                        continue
-                    self._step_rng = self._rng_state()
-                    loss, tokens = self._train_step(batch)
-                    st.step_in_epoch += 1
-                    st.global_step += 1
-                    self._step_rng = None
-                    st.tokens_seen += tokens
-                    win_tokens += tokens
-                    win_loss += loss
-                    win_n += 1
-                    st.elapsed_s = time.perf_counter() - t0
-                    if st.global_step % cfg.log_every == 0 or st.global_step == total_steps:
-                        now = time.perf_counter()
-                        mean = win_loss / win_n
-                        self.reporter.on_step({
-                            "step": st.global_step, "total_steps": total_steps,
-                            "epoch": st.epoch + 1, "loss": mean,
-                            "ppl": math.exp(min(mean, 50.0)), "lr": self._scheduled_lr(),
-                            "tokens_per_s": win_tokens / max(now - win_t, 1e-9),
-                            "elapsed_s": st.elapsed_s})
-                        win_tokens, win_t, win_loss, win_n = 0, now, 0.0, 0
-                    if cfg.eval_every and st.global_step % cfg.eval_every == 0:
-                        if self._evaluate():
-                            stop_reason = "early stopping"
-                        self.save("last", self.training_snapshot())
-                    if cfg.max_steps and st.global_step >= cfg.max_steps:
-                        stop_reason = stop_reason or "max_steps"
-                    if cfg.max_minutes and st.elapsed_s >= cfg.max_minutes * 60:
-                        stop_reason = stop_reason or "max_minutes"
-                    if stop_reason and st.step_in_epoch < steps_per_epoch:
-                        break  # at the epoch's last step, close the epoch first (below)
-                else:
+                stop_reason, completed = self._run_epoch(steps_per_epoch, clock)
+                if completed:
                     st.epoch += 1
                     st.step_in_epoch = 0
                     self.carry = None
                     if not cfg.eval_every and self._evaluate():
                         stop_reason = "early stopping"
-                    self.save("last", self.training_snapshot())
-                    continue
-                # broke out of the epoch early
-                if not cfg.eval_every or st.global_step % cfg.eval_every:
-                    if stop_reason in ("max_steps", "max_minutes"):
-                        self._evaluate(scheduled=False)
+                elif ((not cfg.eval_every or st.global_step % cfg.eval_every)
+                      and stop_reason in ("max_steps", "max_minutes")):
+                    self._evaluate(scheduled=False)  # stopped mid-epoch: log where
                 self.save("last", self.training_snapshot())
             stop_reason = stop_reason or "finished"
             st.done = stop_reason in ("finished", "early stopping")
@@ -313,6 +277,70 @@ class Trainer:
                    "run_dir": str(self.run_dir)}
         self.reporter.on_end(summary)
         return summary
+
+    def _run_epoch(self, steps_per_epoch: int, clock: _Window) -> tuple[str, bool]:
+        """The rest of the current epoch, from st.step_in_epoch; returns the stop reason
+        ("" for none) and whether the epoch ran to its end (a stop at its last step
+        still closes it)."""
+        st = self.state
+        stop_reason = ""
+        for i, batch in enumerate(self.data.train_batches(st.epoch)):
+            if i < st.step_in_epoch:
+                continue
+            self._step_rng = self._rng_state()
+            loss, tokens = self._train_step(batch)
+            st.step_in_epoch += 1
+            st.global_step += 1
+            self._step_rng = None
+            st.tokens_seen += tokens
+            st.elapsed_s = clock.add(loss, tokens)
+            if st.global_step % self.cfg.log_every == 0 or st.global_step == clock.total_steps:
+                self.reporter.on_step(clock.report(st, self._scheduled_lr()))
+            stop_reason = self._stop_after_step(stop_reason)
+            if stop_reason and st.step_in_epoch < steps_per_epoch:
+                return stop_reason, False  # at the epoch's last step, close the epoch first
+        return stop_reason, True
+
+    def _stop_after_step(self, stop_reason: str) -> str:
+        """The evaluation every eval_every steps (saving last/), and the step and time
+        limits: the reason to stop, or ''."""
+        cfg, st = self.cfg, self.state
+        if cfg.eval_every and st.global_step % cfg.eval_every == 0:
+            if self._evaluate():
+                stop_reason = "early stopping"
+            self.save("last", self.training_snapshot())
+        if cfg.max_steps and st.global_step >= cfg.max_steps:
+            stop_reason = stop_reason or "max_steps"
+        if cfg.max_minutes and st.elapsed_s >= cfg.max_minutes * 60:
+            stop_reason = stop_reason or "max_minutes"
+        return stop_reason
+
+
+class _Window:
+    """Training time since the run's start (elapsed time of a resumed run included)
+    and the mean loss and tokens/s since the last progress report."""
+
+    def __init__(self, start: float, total_steps: int) -> None:
+        self.start, self.total_steps = start, total_steps
+        self.tokens, self.since, self.loss, self.steps = 0, time.perf_counter(), 0.0, 0
+
+    def add(self, loss: float, tokens: int) -> float:
+        """Count one step; the run's elapsed seconds."""
+        self.tokens += tokens
+        self.loss += loss
+        self.steps += 1
+        return time.perf_counter() - self.start
+
+    def report(self, st: TrainerState, lr: float) -> dict[str, Any]:
+        """The progress event for the steps since the last one (then starts a new window)."""
+        now = time.perf_counter()
+        mean = self.loss / self.steps
+        stats = {"step": st.global_step, "total_steps": self.total_steps,
+                 "epoch": st.epoch + 1, "loss": mean, "ppl": math.exp(min(mean, 50.0)),
+                 "lr": lr, "tokens_per_s": self.tokens / max(now - self.since, 1e-9),
+                 "elapsed_s": st.elapsed_s}
+        self.tokens, self.since, self.loss, self.steps = 0, now, 0.0, 0
+        return stats
 
 
 def _structure(carry: Any) -> Any:

@@ -63,7 +63,7 @@ class Translation:
 
     def to_json(self) -> dict[str, Any]:
         obj: dict[str, Any] = {"source": self.source, "translations": [
-            {"text": t, "score": s} for t, s in zip(self.texts, self.scores)]}
+            {"text": t, "score": s} for t, s in zip(self.texts, self.scores, strict=False)]}
         if self.attention is not None:
             obj["attention"] = self.attention
         return obj
@@ -102,7 +102,7 @@ def translate_ids(model: Any, sources: Sequence[list[int]], search: Any, device:
                                max_len=limits, alpha=search.alpha,
                                no_repeat_ngram=search.no_repeat_ngram, banned=(PAD, BOS),
                                attention=attention, stop=search.stop)
-        for i, h in zip(idx, hyps):
+        for i, h in zip(idx, hyps, strict=False):
             out[i] = h
     return out
 
@@ -126,7 +126,7 @@ def translate_batch(loaded: Any, lines: Sequence[str], search: Any, device: str 
         return out
     hyps = translate_ids(loaded.model, sources, search, device, batch_size or len(todo),
                          with_attention, decode_precision(search, loaded.config.train.precision))
-    for i, ids, nbest in zip(todo, sources, hyps):
+    for i, ids, nbest in zip(todo, sources, hyps, strict=False):
         t = out[i]
         t.texts = [_one_line(tgt_tok.decode(h.tokens)) for h in nbest]
         if join:

@@ -258,7 +258,7 @@ def test_readme_shows_the_layers_of_the_rules_file():
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     assert [r.split("|")[1].strip(" `") for r in rows] == [
         layer["name"] for layer in reversed(RULES["layer"])]
-    for row, layer in zip(rows, reversed(RULES["layer"])):
+    for row, layer in zip(rows, reversed(RULES["layer"]), strict=False):
         assert all(f"`{m}`" in row for m in layer["modules"]), (layer["name"], row)
 
 

@@ -227,7 +227,7 @@ def test_batch_equals_one_sentence_at_a_time():
         assert [h.tokens for h in together[row]] == [h.tokens for h in alone]
         assert [h.score for h in together[row]] == pytest.approx([h.score for h in alone],
                                                                  abs=1e-4)
-        for a, b in zip(together[row], alone):
+        for a, b in zip(together[row], alone, strict=False):
             assert torch.allclose(a.attention[:, :n], b.attention, atol=1e-5)
             assert float(a.attention[:, n:].abs().sum()) == 0.0
 
@@ -254,7 +254,7 @@ def test_reorder_within_sources_skips_the_memory_and_changes_nothing(monkeypatch
     assert calls["within"] > 0
     monkeypatch.setattr(Seq2Seq, "reorder_within_sources", Seq2Seq.reorder)  # always copy
     full = beam_search(model, batch, beam_size=4, n_best=2, max_len=limits)
-    for a, b in zip(fast, full):
+    for a, b in zip(fast, full, strict=False):
         assert [h.tokens for h in a] == [h.tokens for h in b]
         assert [h.score for h in a] == [h.score for h in b]
 
@@ -266,7 +266,7 @@ def test_length_limits_and_attention_rows():
     assert limits == [max(1, min(3, int(0.5 * n + 1))) for n in batch["src_len"].tolist()]
     out = beam_search(model, batch, beam_size=3, n_best=3, max_len=limits,
                       attention=model.attention_weights)
-    for hyps, limit, n in zip(out, limits, batch["src_len"].tolist()):
+    for hyps, limit, n in zip(out, limits, batch["src_len"].tolist(), strict=False):
         for h in hyps:
             assert len(h.tokens) <= limit
             steps = len(h.tokens) + (len(h.tokens) < limit)  # + the EOS step

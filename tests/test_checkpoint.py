@@ -63,7 +63,8 @@ def test_save_load_identical_logits(tmp_path, model_kw):
     assert loaded.tokenizer.tokens == tok.tokens
     assert not loaded.model.training
     assert torch.equal(logits(loaded.model, loaded.tokenizer), logits(model, tok))
-    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.model.state_dict().items()):
+    pairs = zip(model.state_dict().items(), loaded.model.state_dict().items(), strict=True)
+    for (name, a), (_, b) in pairs:
         assert torch.equal(a, b), name
     assert loaded.meta["format_version"] == FORMAT_VERSION
     assert (tmp_path / "ck" / "MODEL_CARD.md").read_text() == "# card\n"

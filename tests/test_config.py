@@ -18,7 +18,8 @@ from seqtool.models import build_model, spec_for
 
 def test_presets_exist_and_build():
     names = preset_names()
-    assert {"lm-tiny", "lm-wikitext2", "lm-ptb", "translate-tiny", "translate-multi30k"} <= set(names)
+    assert {"lm-tiny", "lm-wikitext2", "lm-ptb", "translate-tiny",
+            "translate-multi30k"} <= set(names)
     for name in names:
         cfg = load_config(preset_task(name), name)
         assert isinstance(cfg, RunConfig)

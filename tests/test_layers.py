@@ -221,7 +221,7 @@ def test_bahdanau_weights_are_the_textbook_formula():
         return torch.einsum("tsb,sbk->tbk", w, m), w.transpose(1, 2)
 
     ours, ref = att(query, att.keys(memory), memory, mask), textbook(query, memory)
-    for a, b in zip(ours, ref):
+    for a, b in zip(ours, ref, strict=False):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
     for t in range(2):  # one step at a time, the decoder's path
         step = att(query[t], att.keys(memory), memory, mask)
@@ -229,7 +229,7 @@ def test_bahdanau_weights_are_the_textbook_formula():
     g = torch.randn_like(ref[0])
     params = [query, memory, *att.parameters()]
     for a, b in zip(torch.autograd.grad((ours[0] * g).sum(), params),
-                    torch.autograd.grad((ref[0] * g).sum(), params)):
+                    torch.autograd.grad((ref[0] * g).sum(), params), strict=False):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
 
 
@@ -286,7 +286,8 @@ def test_layerwise_training_path_is_the_same_stack(cell, bidirectional, monkeypa
     rnn.eval()  # torch's own stacked call, no dropout
     ref, ref_new = rnn(x, hx)
     assert torch.allclose(out, ref, atol=1e-6)
-    for got, want in zip(new if cell == "lstm" else [new], ref_new if cell == "lstm" else [ref_new]):
+    got_all, want_all = (new, ref_new) if cell == "lstm" else ([new], [ref_new])
+    for got, want in zip(got_all, want_all, strict=True):
         assert torch.allclose(got, want, atol=1e-6)
     rnn.train()
     out.sum().backward()

@@ -83,7 +83,8 @@ def test_overfits_one_batch(name):
         loss.backward()
         opt.step()
     assert first > math.log(VOCAB) - 0.5  # started near uniform
-    assert float(loss.detach()) < 0.3, f"loss {float(loss.detach()):.3f} after 100 steps (from {first:.3f})"
+    final = float(loss.detach())
+    assert final < 0.3, f"loss {final:.3f} after 100 steps (from {first:.3f})"
 
 
 def test_count_parameters_counts_shared_once():
@@ -120,7 +121,7 @@ def test_decode_stops_rows_at_eos():
     eos = free.tokens[0][1]  # row 0's second token: row 0 must stop before it
     out = decode(model, {"prompt": prompt}, max_len=5, eos=eos)
     assert out.tokens[0] == free.tokens[0][: free.tokens[0].index(eos)]
-    for row_free, row in zip(free.tokens, out.tokens):
+    for row_free, row in zip(free.tokens, out.tokens, strict=False):
         assert eos not in row
         assert row == row_free[: len(row)]
 
@@ -192,7 +193,7 @@ def test_reorder_picks_rows():
     state, tok = model.start({"prompt": prompt})
     index = torch.tensor([2, 0, 0])
     picked = model.reorder(state, index)
-    for full, sub in zip(state, picked):
+    for full, sub in zip(state, picked, strict=False):
         assert torch.equal(sub, full[:, index])
     lp_all, _ = model.step(tok, state)
     lp_picked, _ = model.step(tok[index], picked)

@@ -51,13 +51,14 @@ def test_word_min_freq_and_unknowns() -> None:
 
 def test_word_tokenizer_segments_unspaced_japanese_into_vocabulary_words() -> None:
     # a KyTea-segmented corpus; the user types Japanese without spaces
-    lines = ["私 は テニス 部 の 部員 で す 。", "私 は 学生 で す 。", "彼 は テニス が 好き で す 。",
-             "テニス は 楽し い 。"] * 3
+    lines = ["私 は テニス 部 の 部員 で す 。", "私 は 学生 で す 。",
+             "彼 は テニス が 好き で す 。", "テニス は 楽し い 。"] * 3
     tok = WordTokenizer.train(lines)
     assert tok.pieces("私はテニス部の部員です。") == "私 は テニス 部 の 部員 で す 。".split()
     assert tok.pieces("彼はテニスが好きです") == "彼 は テニス が 好き で す".split()
     # a character outside the vocabulary is its own (unknown) piece; Latin runs stay whole
-    assert tok.pieces("彼はiPhoneが好き") == ["彼", "は", "iphone", "が", "好き"]  # no case in vocab
+    # no case in vocab
+    assert tok.pieces("彼はiPhoneが好き") == ["彼", "は", "iphone", "が", "好き"]
     assert tok.pieces("猫は楽しい") == ["猫", "は", "楽し", "い"]
     assert tok.encode("猫は")[0] == UNK
     # spaced (corpus-style) input, known words and other scripts are untouched

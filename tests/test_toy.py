@@ -48,7 +48,8 @@ def test_chars_round_trip_and_files(tmp_path):
     pairs = date_pairs(20, seed=0)
     write_pairs(pairs, tmp_path / "a.src", tmp_path / "a.tgt")
     src, tgt, skipped = read_parallel(tmp_path / "a.src", tmp_path / "a.tgt")
-    assert skipped == 0 and [(unchars(s), unchars(t)) for s, t in zip(src, tgt)] == pairs
+    assert skipped == 0
+    assert [(unchars(s), unchars(t)) for s, t in zip(src, tgt, strict=True)] == pairs
 
 
 def train_toy(tmp_path, train: list[tuple[str, str]], valid: list[tuple[str, str]],
@@ -85,7 +86,7 @@ def exact_match(model, src_tok, tgt_tok, pairs, beam_size: int = 1):
     for idx, batch in source_batches(sources, 256):
         limits = length_limits(batch["src_len"], 1.0, 5, 20)
         for i, hyps in zip(idx, beam_search(model, batch, beam_size=beam_size,
-                                            max_len=limits)):
+                                            max_len=limits), strict=False):
             hits += unchars(tgt_tok.decode(hyps[0].tokens)) == pairs[i][1]
             scores[i] = hyps[0].log_prob
     return hits / len(pairs), scores
@@ -104,7 +105,7 @@ def test_date_task_reaches_99_percent_exact_match(tmp_path):
     acc3, beam_scores = exact_match(model, src_tok, tgt_tok, test, beam_size=3)
     assert acc3 >= 0.99
     # a trained, confident model: the beam's best is never below greedy here
-    assert all(b >= g - 1e-4 for b, g in zip(beam_scores, greedy_scores))
+    assert all(b >= g - 1e-4 for b, g in zip(beam_scores, greedy_scores, strict=False))
     # decoding.decode (greedy, one length limit) gives the same outputs as beam 1
     order, batch = next(source_batches([src_tok.encode(chars(s)) for s, _ in test[:16]], 16))
     greedy = decode(model, batch, max_len=11, eos=EOS)

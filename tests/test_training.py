@@ -91,8 +91,8 @@ def test_resume_mid_epoch_equals_uninterrupted(tmp_path):
     first = train_lm(make_cfg(train, valid, epochs=1, eval_every=5, max_steps=5),
                      out=tmp_path / "two")
     assert first["steps"] == 5 and state(tmp_path / "two")["step_in_epoch"] == 5
-    assert not all(torch.equal(a, b) for a, b in zip(last_weights(tmp_path / "one").values(),
-                                                      last_weights(tmp_path / "two").values()))
+    one, two = last_weights(tmp_path / "one"), last_weights(tmp_path / "two")
+    assert not all(torch.equal(a, b) for a, b in zip(one.values(), two.values(), strict=True))
     second = resume(tmp_path / "two", "train.max_steps=12")
     assert second["steps"] == 12
     assert_same_weights(tmp_path / "one", tmp_path / "two")

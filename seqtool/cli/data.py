@@ -258,6 +258,6 @@ def tokenizer_encode(folder: Path, text: str, as_json: bool) -> None:
     if result["unknown"]:
         warn("not in the vocabulary (read as <unk>): " + ", ".join(result["unknown"]))
     stdout_console().print(" ".join(f"{escape(p)}[dim]:{i}[/]"
-                                    for p, i in zip(result["pieces"], result["ids"])))
+                                    for p, i in zip(result["pieces"], result["ids"], strict=False)))
     stdout_console().print(f"[dim]{len(result['ids'])} tokens ({result['kind']}, vocabulary "
                            f"{result['vocab_size']:,})[/]")

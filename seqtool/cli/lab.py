@@ -27,9 +27,11 @@ def lab() -> None:
 @click.option("--init", default="normal", show_default=True,
               type=click.Choice(["normal", "xavier", "he"]),
               help="Weights from N(0,1), N(0,1/fan_in) or N(0,2/fan_in).")
-@click.option("--lr", default=0.1, show_default=True, help="Learning rate (plain gradient descent).")
+@click.option("--lr", default=0.1, show_default=True,
+              help="Learning rate (plain gradient descent).")
 @click.option("--hidden", default=16, show_default=True, help="Hidden units.")
-@click.option("--steps", default=10_000, show_default=True, help="Training steps, one addition each.")
+@click.option("--steps", default=10_000, show_default=True,
+              help="Training steps, one addition each.")
 @click.option("--seed", default=0, show_default=True,
               help="Seeds the weights, the training pairs and the held-out pairs.")
 @click.option("--clip", default=0.0, show_default=True,

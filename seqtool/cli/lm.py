@@ -20,7 +20,8 @@ from seqtool.errors import ConfigError
 @click.option("--hf-dataset", metavar="NAME[:CONFIG]",
               help="A Hugging Face text dataset, downloaded when online (its train and "
                    "validation splits).")
-@click.option("--config", "preset", help="Preset name (lm-wikitext2, lm-ptb, lm-tiny) or TOML file.")
+@click.option("--config", "preset",
+              help="Preset name (lm-wikitext2, lm-ptb, lm-tiny) or TOML file.")
 @click.option("--tokenizer", "tokenizer_dir", type=click.Path(path_type=Path),
               help="Tokenizer folder from `seqtool tokenizer train` (default: train one).")
 @click.option("--init-embeddings", type=click.Path(path_type=Path),

@@ -265,7 +265,7 @@ def _translate_stream(loaded: Any, search: Any, device: str, batch_size: int, as
                     out.write(json.dumps(t.to_json(), ensure_ascii=False) + "\n")
                 elif search.n_best > 1:
                     out.writelines(f"{t.line - 1} ||| {text} ||| {score:.4f}\n"
-                                   for text, score in zip(t.texts, t.scores))
+                                   for text, score in zip(t.texts, t.scores, strict=False))
                 else:
                     out.write(t.texts[0] + "\n")
                 if keep:

@@ -51,8 +51,9 @@ def evaluate_lm(loaded: Any, *, corpus: str | None = None, split: str = "test",
     if loaded.tokenizer.kind != "word":
         # subword models: also per word, total NLL / (whitespace words + one <eos> per line),
         # so the figure compares with word-level models
-        words = sum(len(line.split()) + 1 for line in read_lines(path, "evaluation file"))
-        words *= metrics["tokens"] / stream.numel()  # the streams drop a few tail tokens
+        lines = read_lines(path, "evaluation file")
+        # the streams drop a few tail tokens
+        words = sum(len(line.split()) + 1 for line in lines) * metrics["tokens"] / stream.numel()
         result["word_perplexity"] = math.exp(min(metrics["loss"] * metrics["tokens"] / words, 50))
     return result
 
@@ -155,7 +156,7 @@ def evaluate_chat(loaded: Any, *, corpus: str | None = None, split: str = "test"
         out = decode(model, batch, max_len or m.max_utt_len, eos=EOS, sample=not greedy,
                      temperature=temperature, top_p=top_p, banned=(PAD, BOS, UNK),
                      generator=gen)
-        for i, ids in zip(idx, out.tokens):
+        for i, ids in zip(idx, out.tokens, strict=False):
             outputs[i] = ids
     texts = [" ".join(tok.decode(ids).split()) for ids in outputs]
     tokenize = bleu_tokenize_for(None, loaded.config.data.bleu_tokenize,
@@ -172,4 +173,4 @@ def evaluate_chat(loaded: Any, *, corpus: str | None = None, split: str = "test"
             "decoding": ("greedy" if greedy else f"by sampling (T {temperature}, top-p {top_p})")
             + (", z drawn from the prior" if vhred else ""),
             "samples": [{"context": c, "reference": r, "reply": t} for (c, r), t
-                        in zip(pairs[:3], texts)]}
+                        in zip(pairs[:3], texts, strict=False)]}

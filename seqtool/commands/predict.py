@@ -40,13 +40,13 @@ def predict_next(loaded: Any, *, text: str, top_k: int = 10, show_unk: bool = Fa
     probs[[PAD, BOS] + ([] if show_unk else [UNK])] = 0.0
     top = probs.topk(min(top_k, tok.vocab_size - 3))
     cands = [{"token": tok.id_to_token(i), "probability": float(p)}
-             for p, i in zip(top.values.tolist(), top.indices.tolist())]
+             for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=False)]
     words = [c["token"] for c in cands if c["token"] != "<eos>"]
     prediction = words[0] if words else cands[0]["token"]
     return {"prompt": text, "candidates": cands, "prediction": prediction, "unknown": unknown}
 
 
-def generate_text(loaded: Any, *, text: str, sampling: SamplingConfig = SamplingConfig(),
+def generate_text(loaded: Any, *, text: str, sampling: SamplingConfig | None = None,
                   seed: int | None = None) -> dict[str, Any]:
     """Continue `text`: `sampling.num_samples` samples (one row each), or the greedy
     continuation; `seed` makes samples reproducible."""
@@ -55,7 +55,7 @@ def generate_text(loaded: Any, *, text: str, sampling: SamplingConfig = Sampling
     from seqtool.data.tokenizer import BOS, EOS, PAD, UNK
     from seqtool.decoding import decode
 
-    s = sampling
+    s = sampling or SamplingConfig()
     tok = loaded.tokenizer
     device = next(loaded.model.parameters()).device
     ids, unknown = encode_prompt(text, tok)

@@ -76,7 +76,8 @@ def encode(folder: Path, text: str) -> dict[str, Any]:
     tok = load_tokenizer(folder)
     pieces = tok.pieces(text)
     ids = tok.encode(text)
-    unknown = [p for p, i in zip(pieces, ids) if i == UNK] if len(pieces) == len(ids) else []
+    unknown = ([p for p, i in zip(pieces, ids, strict=True) if i == UNK]
+               if len(pieces) == len(ids) else [])
     return {"tokenizer": str(folder), "kind": tok.kind, "vocab_size": tok.vocab_size,
             "text": text, "pieces": pieces, "ids": ids, "unknown": unknown,
             "decoded": tok.decode(ids)}

@@ -84,18 +84,18 @@ def fit(model: Any, corpus: Corpus, epochs: int, seed: int, reporter: Any = None
         torch.set_num_threads(1)
     threads = [threading.Thread(target=work, args=(w,), daemon=True) for w in range(workers)]
     start = time.perf_counter()
+
+    def report() -> None:
+        words = sum(done)
+        if reporter is not None and words and not stop.is_set():
+            reporter.on_step({"words": words, "total_words": total,
+                              "epoch": min(epochs, 1 + words // max(corpus.raw_words, 1)),
+                              "lr": alpha - (alpha - min_alpha) * min(1.0, words / total),
+                              "loss": mean_loss(),
+                              "words_per_s": words / max(time.perf_counter() - start, 1e-9)})
+
     try:
-        for t in threads:
-            t.start()
-        while alive := [t for t in threads if t.is_alive()]:
-            alive[0].join(report_every_s)
-            words = sum(done)
-            if reporter is not None and words and not stop.is_set():
-                reporter.on_step({"words": words, "total_words": total,
-                                  "epoch": min(epochs, 1 + words // max(corpus.raw_words, 1)),
-                                  "lr": alpha - (alpha - min_alpha) * min(1.0, words / total),
-                                  "loss": mean_loss(),
-                                  "words_per_s": words / max(time.perf_counter() - start, 1e-9)})
+        _run_reporting(threads, report, report_every_s)
     finally:
         stop.set()  # on Ctrl-C the workers stop after their current batch
         for t in threads:
@@ -106,6 +106,16 @@ def fit(model: Any, corpus: Corpus, epochs: int, seed: int, reporter: Any = None
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "words_per_s": total / max(seconds, 1e-9), "loss": mean_loss(),
             "words": total, "workers": workers}
+
+
+def _run_reporting(threads: list[Any], report: Any, every_s: float) -> None:
+    """Start the worker threads and call report() about every `every_s` seconds until
+    all have ended."""
+    for t in threads:
+        t.start()
+    while alive := [t for t in threads if t.is_alive()]:
+        alive[0].join(every_s)
+        report()
 
 
 def word2vec_card(cfg: RunConfig, vocab: int, corpus_words: int, stats: dict[str, Any]
@@ -200,6 +210,7 @@ def load_vectors(model_path: Path | None, vectors_path: Path | None) -> WordVect
                           "e.g. seqtool similar king --model runs/w2v")
     if model_path is not None:
         return checkpoint_vectors(model_path)
+    assert vectors_path is not None
     return read_word2vec(vectors_path)
 
 
@@ -234,7 +245,7 @@ def analogy(a: str, b: str, c: str, top_k: int, model_path: Path | None = None,
 
 def _resolved(typed: list[str], found: list[str]) -> dict[str, str]:
     """The query words found under another case: typed -> vocabulary spelling."""
-    return {t: f for t, f in zip(typed, found) if t != f}
+    return {t: f for t, f in zip(typed, found, strict=False) if t != f}
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -21,7 +21,7 @@ def render_translation(t: Any, show_attention: bool = False) -> None:
         from rich.table import Table
 
         table = Table("#", "translation", "score", box=None)
-        for i, (text, score) in enumerate(zip(t.texts, t.scores), 1):
+        for i, (text, score) in enumerate(zip(t.texts, t.scores, strict=False), 1):
             table.add_row(str(i), escape(text), f"{score:.3f}")
         con.print(table)
     if show_attention and t.attention:
@@ -47,7 +47,7 @@ def attention_heat_map(att: dict[str, Any]) -> Any:
     table.add_column("", justify="right", no_wrap=True, style="bold")
     for tok in att["source_tokens"]:
         table.add_column(escape(tok), justify="center", no_wrap=True, min_width=2)
-    for tok, row in zip(att["target_tokens"], att["weights"]):
+    for tok, row in zip(att["target_tokens"], att["weights"], strict=False):
         cells = []
         for w in row:
             level = min(255, int(w * 255))

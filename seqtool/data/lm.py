@@ -46,7 +46,8 @@ class LMData:
 
     def __post_init__(self) -> None:
         self._train = batchify(self.train, self.batch_size)
-        self._valid = batchify(self.valid, min(self.eval_batch_size, max(1, self.valid.numel() // 2)))
+        rows = min(self.eval_batch_size, max(1, self.valid.numel() // 2))
+        self._valid = batchify(self.valid, rows)
 
     def steps_per_epoch(self) -> int:
         return math.ceil((self._train.shape[0] - 1) / self.bptt)

@@ -42,7 +42,7 @@ def align_lines(src: list[str], tgt: list[str], src_name: str, tgt_name: str
                         f"{tgt_name} has {len(tgt)}",
                         "each source line needs its translation on the same line of the "
                         "target file")
-    keep = [i for i, (s, t) in enumerate(zip(src, tgt)) if s.strip() and t.strip()]
+    keep = [i for i, (s, t) in enumerate(zip(src, tgt, strict=False)) if s.strip() and t.strip()]
     if not keep:
         raise DataError(f"no sentence pairs in {src_name} / {tgt_name} (every pair has an "
                         "empty side)", "give files with text on the same lines")
@@ -55,7 +55,7 @@ def encode_with_references(src_lines: Sequence[str], tgt_lines: Sequence[str],
     """Token id pairs, the target text of each kept pair, and the number dropped
     (a pair whose source or target encodes to nothing)."""
     pairs, refs = [], []
-    for s, t in zip(src_lines, tgt_lines):
+    for s, t in zip(src_lines, tgt_lines, strict=False):
         s_ids, t_ids = src_tok.encode(s), tgt_tok.encode(t)
         if s_ids and t_ids:
             pairs.append((s_ids, t_ids))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from seqtool.errors import DataError, InputError, did_you_mean
 
@@ -61,7 +61,7 @@ class WordVectors:
         """Row of each word (`find`); InputError naming the unknown ones, with close
         words."""
         rows = [self.find(w) for w in words]
-        unknown = [w for w, r in zip(words, rows) if r is None]
+        unknown = [w for w, r in zip(words, rows, strict=False) if r is None]
         if unknown:
             names = ", ".join(repr(w) for w in dict.fromkeys(unknown))
             close = []
@@ -116,7 +116,7 @@ def write_word2vec(path: str | Path, words: Sequence[str], matrix: np.ndarray) -
     matrix = np.asarray(matrix, dtype=np.float32)
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(f"{len(words)} {matrix.shape[1]}\n")
-        for word, row in zip(words, matrix):
+        for word, row in zip(words, matrix, strict=False):
             if not word or any(c.isspace() for c in word):
                 raise DataError(f"cannot write the word {word!r}: the text format separates "
                                 "fields with spaces", "use a tokenizer without such tokens")
@@ -130,36 +130,8 @@ def read_word2vec(path: str | Path) -> WordVectors:
     import numpy as np
 
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"vectors file not found: {path}",
-                        "give a word2vec text file (seqtool export-vectors, gensim)")
-    data = path.read_bytes()
-    if b"\x00" in data[:4096]:
-        raise DataError(f"{path} looks binary (NUL bytes)", BINARY_HINT)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DataError(f"{path}: line {line} is not UTF-8 (byte {exc.start})",
-                        BINARY_HINT) from None
-    lines = text.splitlines()
-    if not lines or not lines[0].strip():
-        raise DataError(f"{path} is empty" if not lines else f"{path}: line 1 is empty",
-                        "the first line is the header 'VOCAB DIM'")
-    head = lines[0].split()
-    if len(head) == 2 and all(h.isdigit() for h in head):
-        count, dim, first = int(head[0]), int(head[1]), 1
-        if dim < 1:
-            raise DataError(f"{path}: line 1: the dimension is {dim}", "it must be at least 1")
-        if len(lines) - 1 != count:
-            more = "more" if len(lines) - 1 > count else "fewer"
-            raise DataError(f"{path}: line 1 announces {count:,} words but {len(lines) - 1:,} "
-                            f"lines follow ({more})", "fix the header or the file's end")
-    else:
-        count, dim, first = len(lines), len(head) - 1, 0  # no header (GloVe)
-        if dim < 1:
-            raise DataError(f"{path}: line 1: expected the header 'VOCAB DIM' or a word "
-                            "followed by its numbers", "is this a word2vec text file?")
+    lines = _text_lines(path)
+    count, dim, first = _header(lines, path)
     matrix = np.empty((count, dim), dtype=np.float32)
     words: list[str] = []
     seen: set[str] = set()
@@ -184,6 +156,46 @@ def read_word2vec(path: str | Path) -> WordVectors:
         raise DataError(f"{path}: line {row + first + 1} holds a non-finite number",
                         "the vectors are damaged (nan or inf)")
     return WordVectors(words, matrix)
+
+
+def _text_lines(path: Path) -> list[str]:
+    """The file's lines; DataError for a missing, binary, non-UTF-8 or empty file."""
+    if not path.is_file():
+        raise DataError(f"vectors file not found: {path}",
+                        "give a word2vec text file (seqtool export-vectors, gensim)")
+    data = path.read_bytes()
+    if b"\x00" in data[:4096]:
+        raise DataError(f"{path} looks binary (NUL bytes)", BINARY_HINT)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = data[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}: line {where} is not UTF-8 (byte {exc.start})",
+                        BINARY_HINT) from None
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise DataError(f"{path} is empty" if not lines else f"{path}: line 1 is empty",
+                        "the first line is the header 'VOCAB DIM'")
+    return lines
+
+
+def _header(lines: list[str], path: Path) -> tuple[int, int, int]:
+    """(words, dimension, index of the first vector line) from the header 'VOCAB DIM',
+    or from the first line itself when there is none (GloVe)."""
+    head = lines[0].split()
+    if len(head) == 2 and all(h.isdigit() for h in head):
+        count, dim = int(head[0]), int(head[1])
+        if dim < 1:
+            raise DataError(f"{path}: line 1: the dimension is {dim}", "it must be at least 1")
+        if len(lines) - 1 != count:
+            more = "more" if len(lines) - 1 > count else "fewer"
+            raise DataError(f"{path}: line 1 announces {count:,} words but {len(lines) - 1:,} "
+                            f"lines follow ({more})", "fix the header or the file's end")
+        return count, dim, 1
+    if len(head) < 2:
+        raise DataError(f"{path}: line 1: expected the header 'VOCAB DIM' or a word "
+                        "followed by its numbers", "is this a word2vec text file?")
+    return len(lines), len(head) - 1, 0
 
 
 def _is_float(text: str) -> bool:

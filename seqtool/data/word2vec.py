@@ -142,7 +142,7 @@ def context_windows(ids: np.ndarray, lines: np.ndarray, window: int,
 
     n = ids.shape[0]
     offsets = np.concatenate([np.arange(-window, 0), np.arange(1, window + 1)])  # (2W,)
-    reach = rng.integers(1, window + 1, n)  # (N,)
+    reach = np.asarray(rng.integers(1, window + 1, n))  # (N,)
     pos = np.arange(n)[:, None] + offsets[None, :]  # (N, 2W)
     inside = (pos >= 0) & (pos < n)
     pos = np.clip(pos, 0, max(n - 1, 0))

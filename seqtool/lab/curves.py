@@ -52,7 +52,8 @@ def classify(curve: list[float], max_grad_norm: float, finite: bool, window: int
     """curve: mean loss per window; max_grad_norm: over all steps; finite: no NaN/inf seen."""
     c = np.asarray(curve, dtype=float)
     tail = c[int(len(c) * (1 - TAIL)):] if len(c) else c
-    rel_std = drop = None
+    rel_std: float | None = None
+    drop: float | None = None
     if len(tail) >= 2 and np.isfinite(tail).all() and tail.mean() > 0:
         rel_std = float(tail.std() / tail.mean())
         slope = np.polyfit(np.arange(len(tail)), tail, 1)[0]
@@ -67,6 +68,7 @@ def classify(curve: list[float], max_grad_norm: float, finite: bool, window: int
         above = np.flatnonzero(c >= CONVERGED_LOSS)
         first_below = int(above[-1]) + 1 if len(above) else 0
         return result("converged", (first_below + 1) * window)
-    if rel_std is not None and rel_std > OSCILLATION_STD and drop < TREND_DROP:
+    if rel_std is not None and drop is not None and rel_std > OSCILLATION_STD \
+            and drop < TREND_DROP:
         return result("oscillating")
     return result("not converged")

@@ -12,6 +12,8 @@ Word ids must be sorted by frequency (the word tokenizer does that).
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -38,8 +40,13 @@ class AdaptiveEmbedding(nn.Module):
             d_i = max(1, int(dim // div_value ** i))
             self.tables.append(nn.Embedding(self.bounds[i + 1] - self.bounds[i], d_i))
             self.projs.append(nn.Identity() if d_i == dim else nn.Linear(d_i, dim, bias=False))
-        for t in self.tables:
-            nn.init.normal_(t.weight, std=t.weight.shape[1] ** -0.5)
+        for i in range(len(self.tables)):
+            w = self.table(i).weight
+            nn.init.normal_(w, std=w.shape[1] ** -0.5)
+
+    def table(self, i: int) -> nn.Embedding:
+        """The embedding table of cluster i (0: the head)."""
+        return cast(nn.Embedding, self.tables[i])
 
     @torch.no_grad()
     def set_rows(self, ids: Tensor, vectors: Tensor) -> Tensor:
@@ -48,20 +55,21 @@ class AdaptiveEmbedding(nn.Module):
         clusters, which sit behind a projection, are left as they are. Returns the mask
         (N,) of the rows written."""
         written = torch.zeros(ids.shape, dtype=torch.bool)
-        for i, (table, proj) in enumerate(zip(self.tables, self.projs)):
+        for i, proj in enumerate(self.projs):
             lo, hi = self.bounds[i], self.bounds[i + 1]
             here = (ids >= lo) & (ids < hi)
             if isinstance(proj, nn.Identity) and here.any():
-                table.weight[ids[here] - lo] = vectors[here].to(table.weight.dtype)
+                w = self.table(i).weight
+                w[ids[here] - lo] = vectors[here].to(w.dtype)
                 written |= here
         return written
 
     def forward(self, ids: Tensor) -> Tensor:
         if len(self.tables) == 1:
-            return self.tables[0](ids)
+            return self.table(0)(ids)
         flat = ids.reshape(-1)
-        out = self.tables[0].weight.new_zeros(flat.shape[0], self.dim)
-        for i, (table, proj) in enumerate(zip(self.tables, self.projs)):
+        out = self.table(0).weight.new_zeros(flat.shape[0], self.dim)
+        for i, (table, proj) in enumerate(zip(self.tables, self.projs, strict=False)):
             lo, hi = self.bounds[i], self.bounds[i + 1]
             idx = ((flat >= lo) & (flat < hi)).nonzero().squeeze(1)
             if idx.numel():
@@ -98,7 +106,7 @@ class AdaptiveSoftmax(nn.Module):
         return self._emb[0]
 
     def _head_logits(self, h: Tensor) -> Tensor:
-        w = self.emb.tables[0].weight
+        w = self.emb.table(0).weight
         if self.cluster.shape[0]:
             w = torch.cat([w, self.cluster.to(w.dtype)], 0)
         return F.linear(h, w, self.bias)  # (N, head + clusters)
@@ -106,7 +114,7 @@ class AdaptiveSoftmax(nn.Module):
     def _tail_log_probs(self, h: Tensor, i: int) -> Tensor:
         proj = self.emb.projs[i]
         hp = h @ proj.weight if isinstance(proj, nn.Linear) else h  # (N, d_i)
-        logits = F.linear(hp, self.emb.tables[i].weight, self.tail_bias[i - 1])
+        logits = F.linear(hp, self.emb.table(i).weight, self.tail_bias[i - 1])
         return F.log_softmax(logits.float(), dim=-1)
 
     def log_prob(self, h: Tensor) -> Tensor:
@@ -131,5 +139,6 @@ class AdaptiveSoftmax(nn.Module):
             idx = mask.nonzero().squeeze(1)
             if idx.numel():
                 lp = self._tail_log_probs(h[idx], i)
-                tail_lp = tail_lp.index_copy(0, idx, lp.gather(1, (target[idx] - lo)[:, None])[:, 0])
+                picked = lp.gather(1, (target[idx] - lo)[:, None])[:, 0]
+                tail_lp = tail_lp.index_copy(0, idx, picked)
         return -(head.gather(1, head_target[:, None])[:, 0] + tail_lp)

@@ -67,11 +67,11 @@ def output_layer(size: int, embedding: nn.Embedding, tie: bool) -> tuple[nn.Modu
     return proj, out
 
 
-def rnn_step(rnn: nn.RNNBase, x: Tensor, hidden: Any) -> tuple[Tensor, Any]:
+def rnn_step(rnn: Any, x: Tensor, hidden: Any) -> tuple[Tensor, Any]:
     """One time step of a stacked torch RNN with its own weights: x (B, I) ->
     output (B, H) and the new hidden ((L, B, H), or a pair for an LSTM)."""
     lstm = rnn.mode == "LSTM"
-    hs, cs = (hidden if lstm else (hidden, None))
+    hs, cs = hidden if lstm else (hidden, hidden)  # cs only read for an LSTM
     new_h, new_c = [], []
     for layer in range(rnn.num_layers):
         if layer:
@@ -140,6 +140,7 @@ class RecurrentDecoder(nn.Module):
             summary = summary[None].expand(h.shape[0], -1, -1)
         if self.attention is None:
             return self.drop(h if summary is None else torch.cat([h, summary], -1)), None
+        assert self.combine is not None  # built with the attention
         context, weights = self.attention(h, state["keys"], state["memory"], state["mask"])
         parts = [h, context] if summary is None else [h, context, summary]
         return torch.tanh(self.combine(self.drop(torch.cat(parts, -1)))), weights

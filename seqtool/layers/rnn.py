@@ -54,8 +54,9 @@ def _layerwise(rnn: nn.RNNBase, x: Tensor, hx: Any) -> tuple[Tensor, Any]:
             x = fast_dropout(x, rnn.dropout, True)
         rows = slice(layer * dirs, (layer + 1) * dirs)
         state = (hx[0][rows], hx[1][rows]) if lstm else hx[rows]
-        x, *new = _FUSED[rnn.mode](x, state, weights[layer * dirs * per:(layer + 1) * dirs * per],
-                                   rnn.bias, 1, 0.0, True, rnn.bidirectional, False)
+        fused: Any = _FUSED[rnn.mode]
+        x, *new = fused(x, state, weights[layer * dirs * per:(layer + 1) * dirs * per],
+                  rnn.bias, 1, 0.0, True, rnn.bidirectional, False)
         hs.append(new[0])
         if lstm:
             cs.append(new[1])

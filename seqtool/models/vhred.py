@@ -98,6 +98,7 @@ class VHRED(HRED):
         self.posterior = GaussianNet(ctx + self.encoder.output_size, ctx, z)
         self.bow = (nn.Sequential(nn.Linear(ctx + z, ctx), nn.Tanh(), nn.Linear(ctx, vocab_size))
                     if cfg.bow_weight > 0 else None)
+        self.kl_step: Tensor
         self.register_buffer("kl_step", torch.zeros(1, dtype=torch.long))  # training steps
 
     def architecture(self) -> str:
@@ -141,6 +142,7 @@ class VHRED(HRED):
 
     def bow_nll(self, context: Tensor, z: Tensor, tgt: Tensor) -> Tensor:
         """-sum log p_bow(w | c, z) over the reply's words (EOS and padding left out)."""
+        assert self.bow is not None
         lp = torch.log_softmax(self.bow(torch.cat([context, z], 1)).float(), dim=-1)  # (B, V)
         words = (tgt != PAD) & (tgt != EOS)  # (T, B)
         return -(lp.gather(1, tgt.t()) * words.t()).sum()
