@@ -119,6 +119,18 @@ def config_to_resume(resume: Path, overrides: tuple[str, ...], *others: Any) -> 
     return resume_config(resume, overrides)
 
 
+def config_from_flags(task: str, preset: str | None, overrides: tuple[str, ...],
+                      data: dict[str, Any], tokenizer_dir: Path | None = None,
+                      init_embeddings: Path | None = None) -> Any:
+    """A new run's config: the preset or TOML file, the data flags, --tokenizer and
+    --init-embeddings, then the --set overrides (flags left out change nothing)."""
+    from seqtool.configfile import load_config
+
+    tok = {"path": str(tokenizer_dir) if tokenizer_dir else None}
+    init = {"init_embeddings": str(init_embeddings) if init_embeddings else None}
+    return load_config(task, preset, overrides, {"data": data, "tokenizer": tok, "train": init})
+
+
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, "--version", prog_name="seqtool")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from seqtool.cli.app import (CONTEXT, cli, config_option, config_to_resume, device_option,
-                             evaluate, interrupt_on_signals, json_option, model_option,
-                             resolve_device, run_options, train)
+from seqtool.cli.app import (CONTEXT, cli, config_from_flags, config_option, config_to_resume,
+                             device_option, evaluate, interrupt_on_signals, json_option,
+                             model_option, resolve_device, run_options, train)
 from seqtool.config import PredictConfig, SamplingConfig
 from seqtool.errors import ConfigError
 
@@ -47,7 +47,6 @@ def train_lm_cmd(corpus: str | None, train_file: Path | None, valid_file: Path |
           --init-embeddings vectors.txt
     """
     from seqtool.commands.train import train_lm
-    from seqtool.configfile import load_config
     from seqtool.console import RichReporter, print_json, stdout_console
     from seqtool.console.word2vec import print_init_embeddings
 
@@ -61,10 +60,7 @@ def train_lm_cmd(corpus: str | None, train_file: Path | None, valid_file: Path |
         data = {"corpus": "" if hf_dataset else corpus, "hf_dataset": hf_dataset,
                 "train_file": str(train_file) if train_file else None,
                 "valid_file": str(valid_file) if valid_file else None}
-        tok = {"path": str(tokenizer_dir) if tokenizer_dir else None}
-        init = {"init_embeddings": str(init_embeddings) if init_embeddings else None}
-        cfg = load_config("lm", preset, overrides, {"data": data, "tokenizer": tok,
-                                                    "train": init})
+        cfg = config_from_flags("lm", preset, overrides, data, tokenizer_dir, init_embeddings)
     interrupt_on_signals()
     summary = train_lm(cfg, out, resume, RichReporter(), resolve_device(device), threads)
     if as_json:

@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
-from seqtool.cli.app import (CONTEXT, cli, config_option, config_to_resume, device_option,
-                             evaluate, interrupt_on_signals, json_option, resolve_device,
-                             run_options, train)
+from seqtool.cli.app import (CONTEXT, cli, config_from_flags, config_option, config_to_resume,
+                             device_option, evaluate, interrupt_on_signals, json_option,
+                             resolve_device, run_options, train)
 from seqtool.config import DataConfig, SearchConfig
 from seqtool.errors import ConfigError, DataError, InputError
 from seqtool.translation import READ_AHEAD, SEARCH_FLAGS
@@ -54,7 +54,6 @@ def train_translate_cmd(corpus: str | None, src_lang: str | None, tgt_lang: str 
       seqtool train translate --resume runs/tiny --set train.epochs=20
     """
     from seqtool.commands.train_translate import train_translate
-    from seqtool.configfile import load_config
     from seqtool.console import RichReporter, print_json, stdout_console
 
     files = {"train_src": train_src, "train_tgt": train_tgt, "valid_src": valid_src,
@@ -65,10 +64,8 @@ def train_translate_cmd(corpus: str | None, src_lang: str | None, tgt_lang: str 
     else:
         data = {"corpus": corpus, "src_lang": src_lang, "tgt_lang": tgt_lang,
                 **{k: str(v) if v else None for k, v in files.items()}}
-        tok = {"path": str(tokenizer_dir) if tokenizer_dir else None}
-        init = {"init_embeddings": str(init_embeddings) if init_embeddings else None}
-        cfg = load_config("translate", preset, overrides, {"data": data, "tokenizer": tok,
-                                                           "train": init})
+        cfg = config_from_flags("translate", preset, overrides, data, tokenizer_dir,
+                                init_embeddings)
     interrupt_on_signals()
     summary = train_translate(cfg, out, resume, RichReporter(), resolve_device(device), threads)
     if as_json:
