@@ -1,5 +1,5 @@
 """PNG figures with matplotlib, an optional extra (pip install 'seqtool[plot]'): the
-lab's loss curves and a translation's attention matrix."""
+lab's loss curves and gradient norms, and a translation's attention matrix."""
 
 from __future__ import annotations
 
@@ -59,6 +59,36 @@ def save_loss_plot(path: Path, curves: dict[str, list[float | None]], window: in
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
+    _save(fig, path)
+
+
+def save_gradient_plot(path: Path, rows: list[dict], title: str) -> None:
+    """lab gradients: the norm of the gradient k steps back, relative to the last
+    step's, on a log scale; one colour per cell, solid at initialisation, dashed after
+    training."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    for n, row in enumerate(rows):
+        colour = f"C{n}"
+        for phase, style in (("init", "-"), ("trained", "--")):
+            if phase not in row:
+                continue
+            dh = row[phase]["dh"]
+            base = dh[0] if dh and dh[0] > 0 else 1.0
+            pts = [(k, v / base) for k, v in enumerate(dh) if v > 0 and math.isfinite(v)]
+            label = f"{row['cell']} ({'initialisation' if phase == 'init' else 'trained'})"
+            ax.plot([k for k, _ in pts], [v for _, v in pts], style, color=colour,
+                    label=label, linewidth=1.4)
+    ax.set_yscale("log")
+    ax.set_xlabel("k: steps back from the loss")
+    ax.set_ylabel("relative gradient norm")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
     _save(fig, path)
 
 

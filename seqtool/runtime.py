@@ -9,8 +9,6 @@ torch is imported inside the functions: the CLI imports this module at start.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +78,9 @@ def keep_freed_memory() -> bool:
     global _malloc_set
     if _malloc_set or not sys.platform.startswith("linux"):
         return _malloc_set
+    import ctypes  # here, not at the top: ctypes.util costs the CLI's start 25 ms
+    import ctypes.util
+
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt

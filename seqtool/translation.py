@@ -12,7 +12,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from seqtool.configfile import replace_checked
 from seqtool.errors import ConfigError, InputError
 from seqtool.runtime import decode_precision
 
@@ -73,6 +72,8 @@ def search_settings(base: Any, **given: Any) -> Any:
     """The checkpoint's [search] defaults with the decoding options that were given
     (SearchConfig keys: beam_size, n_best, alpha, ...), each checked as the TOML key
     is, and the n-best list no longer than the beam."""
+    from seqtool.configfile import replace_checked
+
     s = replace_checked(base, given, SEARCH_FLAGS)
     if s.n_best > s.beam_size:
         raise ConfigError(f"--nbest {s.n_best} is larger than the beam ({s.beam_size})",

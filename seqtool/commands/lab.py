@@ -1,5 +1,6 @@
-"""`seqtool lab`: the course's experiments. binary-addition (an RNN in NumPy) and
-cells (RNN, LSTM, peephole LSTM and GRU side by side)."""
+"""`seqtool lab`: the course's experiments. binary-addition (an RNN in NumPy), cells
+(RNN, LSTM, peephole LSTM and GRU side by side) and gradients (how far back the
+gradient of a loss reaches in each cell)."""
 
 from __future__ import annotations
 
@@ -146,3 +147,46 @@ def _ptb_paths(corpus_dir: Path | None) -> tuple[Path, Path, str]:
                         "--seconds 0 to skip training")
     files = split_files("ptb")
     return files["train"], files["valid"], "ptb"
+
+
+def gradients(*, hidden: int = 32, steps: int = 100, train_steps: int = 200,
+              forget_bias: float = 1.0, batch_size: int = 32, seed: int = 0,
+              cells: tuple[str, ...] | None = None, plot: Path | None = None,
+              on_cell: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """||dL/dh_{T-k}|| against k for a tanh RNN, a ReLU RNN, an LSTM and a GRU of one
+    size, at initialisation and after `train_steps` of training (lab/gradients.py)."""
+    for flag, value, low, high in (("--hidden", hidden, 1, 4096), ("--steps", steps, 2, 1000),
+                                   ("--train-steps", train_steps, 0, 100_000),
+                                   ("--batch-size", batch_size, 1, 4096)):
+        if not low <= value <= high:
+            raise ConfigError(f"{flag} must be from {low} to {high}, got {value}",
+                              "see: seqtool lab gradients --help")
+    if not math.isfinite(forget_bias):
+        raise ConfigError(f"--forget-bias must be a number, got {forget_bias}",
+                          "e.g. --forget-bias 1 (the gate starts near sigmoid(1) = 0.73)")
+    if plot is not None:
+        from seqtool.plot import check_plot_target
+
+        check_plot_target(plot, example="gradients.png")
+
+    from seqtool.lab.gradients import CELLS, GradientsConfig, compare
+
+    chosen = cells or CELLS
+    unknown = [c for c in chosen if c not in CELLS]
+    if unknown:
+        raise ConfigError(f"unknown cell {unknown[0]!r}", f"cells: {', '.join(CELLS)}")
+    cfg = GradientsConfig(hidden=hidden, steps=steps, train_steps=train_steps,
+                          forget_bias=forget_bias, batch_size=batch_size, seed=seed)
+    rows = compare(cfg, tuple(chosen), on_cell)
+    settings = {"hidden": hidden, "steps": steps, "train_steps": train_steps,
+                "forget_bias": forget_bias, "batch_size": batch_size, "seed": seed,
+                "symbols": cfg.symbols,
+                "task": "recall the first of T symbols (cross-entropy at the last step)"}
+    result: dict[str, Any] = {"settings": settings, "cells": rows, "plot": None}
+    if plot is not None:
+        from seqtool.plot import save_gradient_plot
+
+        save_gradient_plot(plot, rows, f"||dL/dh_(T-k)|| / ||dL/dh_T||, hidden {hidden}, "
+                           f"T = {steps}, forget bias {forget_bias:g}")
+        result["plot"] = str(plot)
+    return result

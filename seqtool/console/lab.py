@@ -132,3 +132,43 @@ def render_cells(result: dict[str, Any]) -> None:
     if trained:
         con.print(f"[dim]each cell trained {result['seconds']:g} s on {result['corpus']} "
                   "(same data, Adam, clip 0.25); perplexity on its validation split.[/]")
+
+
+def render_gradients(result: dict[str, Any]) -> None:
+    """lab gradients: the relative norms by distance in the terminal and one table."""
+    from rich.table import Table
+
+    con = stdout_console()
+    s = result["settings"]
+    rows = result["cells"]
+    con.print(f"[bold]||dL/dh_(T-k)|| / ||dL/dh_T|| at initialisation[/] against k (log scale; "
+              f"T = {s['steps']}, hidden {s['hidden']})")
+    curves = {}
+    for r in rows:
+        dh = r["init"]["dh"]
+        curves[r["cell"]] = [v / dh[0] if dh[0] > 0 else None for v in dh]
+    con.print(line_chart(curves, x_max=s["steps"] - 1, y_cap=1.0))
+    phases = ["init"] + (["trained"] if any("trained" in r for r in rows) else [])
+    for phase in phases:
+        what = ("at initialisation" if phase == "init"
+                else f"after {s['train_steps']} training steps")
+        table = Table(title=f"gradient reaching k steps back, {what}", title_justify="left")
+        dists = list(rows[0][phase]["relative"])
+        for col in ["cell", "params", *[f"k={d}" for d in dists], "per step", "R²"]:
+            table.add_column(col, justify="left" if col == "cell" else "right", no_wrap=True)
+        if phase == "trained":
+            table.add_column("accuracy", justify="right")
+        for r in rows:
+            p = r[phase]
+            cells = [r["cell"], f"{r['parameters']:,}",
+                     *[f"{p['relative'][d]:.1e}" for d in dists],
+                     "-" if p["factor"] is None else f"{p['factor']:.3f}",
+                     "-" if p["r2"] is None else f"{p['r2']:.3f}"]
+            if phase == "trained":
+                cells.append(f"{p['accuracy']:.0%}")
+            table.add_row(*cells)
+        con.print(table)
+    con.print(f"[dim]per step: the factor exp(slope) of log-norm against k; R² near 1 = geometric "
+              f"decay. Task: {s['task']}; chance accuracy {1 / s['symbols']:.0%}.[/]")
+    if result.get("plot"):
+        con.print(f"wrote {result['plot']}")
