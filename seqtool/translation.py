@@ -89,9 +89,10 @@ def translate_ids(model: Any, sources: Sequence[list[int]], search: Any, device:
     come back in input order."""
     from seqtool.data.parallel import source_batches
     from seqtool.data.tokenizer import BOS, PAD
-    from seqtool.runtime import autocast, to_device
+    from seqtool.runtime import autocast, for_precision, to_device
     from seqtool.search import beam_search, length_limits
 
+    model = for_precision(model, precision)
     attention = model.attention_weights if with_attention and model.has_attention else None
     out: list[list[Any]] = [[] for _ in sources]
     for idx, batch in source_batches(sources, batch_size):
