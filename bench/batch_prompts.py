@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--quick", action="store_true", help="smoke test: 40 prompts, 3 calls")
     ap.add_argument("--prompts", type=int, default=1000)
     ap.add_argument("--calls", type=int, default=50, help="separate processes timed")
-    ap.add_argument("--gen-prompts", type=int, default=1000,
+    ap.add_argument("--gen-prompts", type=int, default=200,
                     help="prompts for the in-process generate comparison")
     ap.add_argument("--max-tokens", type=int, default=20, help="generate: tokens per prompt")
     ap.add_argument("--batch-size", type=int, default=64)
