@@ -56,6 +56,14 @@ class Translation:
     tokenized: list[str] | None = None  # the model's spaced words, where `texts` joined them
 
     @property
+    def text(self) -> str:
+        """The best translation (str(translation) is the same)."""
+        return self.texts[0]
+
+    def __str__(self) -> str:
+        return self.text
+
+    @property
     def raw(self) -> list[str]:
         """The translations as the model writes them (what BLEU is computed on)."""
         return self.tokenized if self.tokenized is not None else self.texts
