@@ -75,7 +75,8 @@ REFERENCE_TOKENS_PER_S = 1785.0  # the issue's figure for pytorch/examples, fp32
 
 def default_ptb_dir() -> Path:
     corpora = os.environ.get("SEQTOOL_CORPORA")
-    return Path(corpora) / "ptb" if corpora else Path("/work/shared/corpora/ptb")
+    shared = Path(__file__).resolve().parents[2] / "shared" / "corpora"  # ../shared/corpora
+    return Path(corpora) / "ptb" if corpora else shared / "ptb"
 
 
 # --------------------------------------------------------------------------- recording
@@ -304,7 +305,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="smoke test: 5 steps, log every step, 2,000 valid tokens, short peak")
     ap.add_argument("--ptb-dir", type=Path, default=default_ptb_dir(),
                     help="folder with ptb.train.txt and ptb.valid.txt "
-                         "(default $SEQTOOL_CORPORA/ptb or /work/shared/corpora/ptb)")
+                         "(default $SEQTOOL_CORPORA/ptb or ../shared/corpora/ptb)")
     ap.add_argument("--steps", type=int, default=None, help="training steps per config (200)")
     ap.add_argument("--warmup", type=int, default=None,
                     help="first steps left out of the tokens/s (10; quick 1)")

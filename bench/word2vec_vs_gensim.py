@@ -46,7 +46,7 @@ from _common import fmt, machine_info, markdown_table, write_result
 
 def default_corpus() -> Path:
     corpora = os.environ.get("SEQTOOL_CORPORA")
-    root = Path(corpora) if corpora else Path("/work/shared/corpora")
+    root = Path(corpora) if corpora else Path(__file__).resolve().parents[2] / "shared" / "corpora"
     return root / "wikitext-2" / "train.txt"
 
 
