@@ -6,12 +6,15 @@
 # average of the 5. Needs multi30k imported into $SEQTOOL_HOME:
 #   seqtool corpus import multi30k --from ../shared/corpora/multi30k
 # Usage: bash bench/checkpoint_average.sh [WORK]   (default runs/avg-bench)
+# A run already in WORK/run is not trained again: to go on longer, resume it first
+#   seqtool train translate --resume WORK/run --set train.max_minutes=55 --threads 1
+# and run this again (it averages and evaluates the newest 5 checkpoints).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-runs/avg-bench}
-MINUTES=${MINUTES:-25}
-EVAL_EVERY=${EVAL_EVERY:-200}
-THREADS=${THREADS:-2}
+MINUTES=${MINUTES:-30}
+EVAL_EVERY=${EVAL_EVERY:-150}
+THREADS=${THREADS:-1}
 SEQTOOL=${SEQTOOL:-.venv/bin/seqtool}
 mkdir -p "$WORK"
 if [ ! -d "$WORK/run/last" ]; then

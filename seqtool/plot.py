@@ -66,7 +66,7 @@ def save_loss_plot(path: Path, curves: dict[str, list[float | None]], window: in
 
 def save_curves_plot(path: Path, runs: list[tuple[str, Any]], x: str = "step") -> list[str]:
     """Training curves of runs (name, history.RunHistory) side by side: loss, perplexity
-    (log scale), validation BLEU (when a run has it) and the learning rate, against
+    and learning rate (both log scale), validation BLEU (when a run has it), against
     x = "step" or "tokens" (tokens seen). One colour per run; training windows solid,
     evaluations dashed with dots. Returns the panels drawn."""
     import matplotlib
@@ -98,6 +98,7 @@ def save_curves_plot(path: Path, runs: list[tuple[str, Any]], x: str = "step") -
         _line(axes["learning rate"], lr if lr[0] else h.series("lr", x), "-", color=colour,
               linewidth=1.4, drawstyle="steps-post", label=name)
     axes["perplexity"].set_yscale("log")
+    axes["learning rate"].set_yscale("log")  # plateau decays as equal steps
     for panel, ax in axes.items():
         ax.set_title(panel if panel != "BLEU" else "validation BLEU (greedy)")
         ax.set_xlabel("tokens seen" if x == "tokens" else "training step")

@@ -55,21 +55,21 @@ class Reporters:
     def __init__(self, *reporters: Reporter) -> None:
         self.reporters = reporters
 
-    def on_start(self, info: dict[str, Any]) -> None:
+    def _each(self, event: str, payload: dict[str, Any]) -> None:
         for r in self.reporters:
-            r.on_start(info)
+            getattr(r, event)(payload)
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        self._each("on_start", info)
 
     def on_step(self, stats: dict[str, Any]) -> None:
-        for r in self.reporters:
-            r.on_step(stats)
+        self._each("on_step", stats)
 
     def on_eval(self, metrics: dict[str, Any]) -> None:
-        for r in self.reporters:
-            r.on_eval(metrics)
+        self._each("on_eval", metrics)
 
     def on_end(self, summary: dict[str, Any]) -> None:
-        for r in self.reporters:
-            r.on_end(summary)
+        self._each("on_end", summary)
 
 
 @dataclass
