@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seqtool import __version__
+from seqtool.version import __version__
 from seqtool.errors import CheckpointError, ConfigError
 
 FORMAT_VERSION = 1

@@ -208,8 +208,9 @@ class SearchConfig:
                      "ones at the current length (early, as OpenNMT-py) or when none can "
                      "overtake them (exact; slower with alpha > 0)", ("early", "exact"))
     precision: str = _opt("auto", "decoding precision: auto = the model's train.precision "
-                          "(bf16 autocast; faster on CPUs with AVX-512 BF16 or AMX)",
-                          ("auto", "fp32", "bf16"))
+                          "(bf16 autocast; faster on CPUs with AVX-512 BF16 or AMX); fp64 "
+                          "gives the same output whatever the thread count and the batch",
+                          ("auto", "fp32", "bf16", "fp64"))
 
 
 @dataclass(frozen=True, kw_only=True)

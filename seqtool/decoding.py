@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -32,11 +33,29 @@ def filter_log_probs(lp: Tensor, top_k: int = 0, top_p: float = 1.0,
     return torch.log_softmax(lp, dim=-1)
 
 
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def sample_rows(probs: Tensor, generator: Generators) -> Tensor:
+    """One token per row of `probs` (B, V), drawn on the CPU. A sequence of n generators
+    splits the rows into n equal consecutive groups, each drawn with its own: a batch
+    of prompts then samples exactly as each prompt would alone (the same draws from
+    the same generator state)."""
+    probs = probs.cpu()
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.multinomial(probs, 1, generator=generator)[:, 0]
+    per, rest = divmod(probs.shape[0], len(generator))
+    assert rest == 0 and per > 0, (probs.shape, len(generator))
+    return torch.cat([torch.multinomial(probs[i * per:(i + 1) * per], 1, generator=g)[:, 0]
+                      for i, g in enumerate(generator)])
+
+
 @torch.no_grad()
 def decode(model, batch: dict[str, Tensor], max_len: int, *, eos: int | None = None,
            sample: bool = False, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-           banned: tuple[int, ...] = (), generator: torch.Generator | None = None) -> Decoded:
-    """Greedy (sample=False) or sampled decoding of up to `max_len` tokens per row."""
+           banned: tuple[int, ...] = (), generator: Generators = None) -> Decoded:
+    """Greedy (sample=False) or sampled decoding of up to `max_len` tokens per row;
+    `generator` may be one per group of rows (sample_rows)."""
     state, tokens = model.start(batch)
     rows = tokens.shape[0]
     out = torch.zeros(rows, max_len, dtype=torch.long)
@@ -50,7 +69,7 @@ def decode(model, batch: dict[str, Tensor], max_len: int, *, eos: int | None = N
             lp[:, list(banned)] = float("-inf")
         if sample:
             probs = filter_log_probs(lp, top_k, top_p, temperature).exp()
-            tokens = torch.multinomial(probs.cpu(), 1, generator=generator)[:, 0].to(lp.device)
+            tokens = sample_rows(probs, generator).to(lp.device)
         else:
             tokens = lp.argmax(-1)
         step_lp = lp.gather(1, tokens[:, None])[:, 0].cpu()

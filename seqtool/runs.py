@@ -4,8 +4,11 @@ Trainer (training.py), and the base of the tasks' data objects for it."""
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import sys
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -52,8 +55,24 @@ def default_run_dir(cfg: RunConfig) -> Path:
     return Path("runs") / f"{cfg.task}-{name}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
+_RECIPE: ContextVar[str | None] = ContextVar("seqtool_recipe", default=None)
+
+
 def this_command() -> str:
-    return " ".join(shlex.quote(a) for a in ["seqtool", *sys.argv[1:]])
+    """The command that started this run, for the model card: the command line, or
+    the Python call that `recorded_as` names."""
+    return _RECIPE.get() or " ".join(shlex.quote(a) for a in ["seqtool", *sys.argv[1:]])
+
+
+@contextlib.contextmanager
+def recorded_as(call: str) -> Iterator[None]:
+    """Runs trained inside this block record `call` as their recipe (the Python API:
+    sys.argv is the notebook's or script's, not a seqtool command)."""
+    token = _RECIPE.set(call)
+    try:
+        yield
+    finally:
+        _RECIPE.reset(token)
 
 
 def model_card(cfg: RunConfig, model_line: str, data_lines: list[str],
@@ -78,8 +97,10 @@ def check_same_architecture(old: RunConfig, new: RunConfig) -> None:
                             "drop the model overrides, or start a new run with --out")
 
 
-def resume_config(run_dir: Path, overrides: tuple[str, ...] = ()) -> RunConfig:
-    """The run's own config with `--set` overrides; the architecture may not change."""
+def resume_config(run_dir: Path, overrides: tuple[str, ...] = (),
+                  tables: Mapping[str, Mapping[str, Any]] | None = None) -> RunConfig:
+    """The run's own config with `--set` overrides (or `tables`: {"train": {"epochs":
+    20}}, as the Python API gives them); the architecture may not change."""
     from seqtool.checkpoint import read_meta
     from seqtool.configfile import parse_override
 
@@ -91,6 +112,8 @@ def resume_config(run_dir: Path, overrides: tuple[str, ...] = ()) -> RunConfig:
     raw: dict[str, Any] = {k: meta[k] for k in ("task", "data", "tokenizer", "model", "train",
                                                  "search") if k in meta}
     old = build_config(raw)
+    for table, values in (tables or {}).items():
+        raw[table] = {**raw.get(table, {}), **values}
     for text in overrides:
         table, name, value = parse_override(text)
         raw.setdefault(table, {})[name] = value

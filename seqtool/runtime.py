@@ -45,6 +45,28 @@ def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractC
     return contextlib.nullcontext()
 
 
+_FP64_COPIES: Any = None  # WeakKeyDictionary: model -> its float64 copy
+
+
+def for_precision(model: Any, precision: str) -> Any:
+    """The model to run in `precision`: itself, or for "fp64" a float64 copy (made
+    once per model and kept while the model lives). In float64 the rounding
+    differences between kernels (thread count, batch shape) are ~1e-16, far below
+    any gap between two candidates' scores, so decoding gives the same output on
+    any machine; bf16/fp32 kernels round differently by thread count and batch."""
+    global _FP64_COPIES
+    if precision != "fp64":
+        return model
+    import copy
+    import weakref
+
+    if _FP64_COPIES is None:
+        _FP64_COPIES = weakref.WeakKeyDictionary()
+    if model not in _FP64_COPIES:
+        _FP64_COPIES[model] = copy.deepcopy(model).double().eval()
+    return _FP64_COPIES[model]
+
+
 def decode_precision(search: Any, train_precision: str) -> str:
     """search.precision, with "auto" meaning the precision the model trained in."""
     return train_precision if search.precision == "auto" else str(search.precision)

@@ -56,6 +56,14 @@ class Translation:
     tokenized: list[str] | None = None  # the model's spaced words, where `texts` joined them
 
     @property
+    def text(self) -> str:
+        """The best translation (str(translation) is the same)."""
+        return self.texts[0]
+
+    def __str__(self) -> str:
+        return self.text
+
+    @property
     def raw(self) -> list[str]:
         """The translations as the model writes them (what BLEU is computed on)."""
         return self.tokenized if self.tokenized is not None else self.texts
@@ -89,9 +97,10 @@ def translate_ids(model: Any, sources: Sequence[list[int]], search: Any, device:
     come back in input order."""
     from seqtool.data.parallel import source_batches
     from seqtool.data.tokenizer import BOS, PAD
-    from seqtool.runtime import autocast, to_device
+    from seqtool.runtime import autocast, for_precision, to_device
     from seqtool.search import beam_search, length_limits
 
+    model = for_precision(model, precision)
     attention = model.attention_weights if with_attention and model.has_attention else None
     out: list[list[Any]] = [[] for _ in sources]
     for idx, batch in source_batches(sources, batch_size):

@@ -19,7 +19,7 @@ PKG = Path(__file__).resolve().parent.parent / "seqtool"
 RULES = tomllib.loads((Path(__file__).parent / "architecture.toml").read_text("utf-8"))
 HEAVY = ("torch", "datasets", "sacrebleu", "sentencepiece", "matplotlib")
 LIGHT_MODULES = ["cli/*.py", "console/*.py", "errors.py", "config.py", "configfile.py",
-                 "commands/*.py"]
+                 "commands/*.py", "__init__.py", "version.py", "api.py"]
 CLI = PKG / "cli"
 
 

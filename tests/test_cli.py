@@ -3,6 +3,7 @@ export, and every kind of bad input giving one `error:` line, a `hint:` and exit
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -100,6 +101,81 @@ def test_generate_seed_reproducible_and_greedy(run):
     assert g["samples"][0].startswith("sat on the ")  # it learned the text
     plain = run_cli("generate", "the cat", "--model", run, "--greedy", "--max-tokens", "5")
     assert plain.code == 0 and plain.out.startswith("the cat")
+
+
+# prompts of 1, 2, 3 and 5 tokens, a repeat, and unknown words
+PROMPTS = ["the cat", "a dog ran to the", "the", "the red", "we like green", "the cat",
+           "zzyzx the", "my old car"]
+
+
+def test_predict_stdin_is_one_at_a_time(run):
+    """Prompts from stdin run in batches of equal length (--batch-size 2, chunks of 3
+    lines): each output line is exactly what `seqtool predict PROMPT --json` prints."""
+    alone = [run_cli("predict", p, "--model", run, "--top-k", "4", "--json").out.strip()
+             for p in PROMPTS]
+    for extra in ([], ["--batch-size", "2", "--read-ahead", "3"]):
+        res = run_cli("predict", "--model", run, "--top-k", "4", "--json", *extra,
+                      stdin="".join(p + "\n" for p in PROMPTS))
+        assert res.code == 0, res.err
+        assert res.out.splitlines() == alone
+    assert "line 7: not in the vocabulary" in res.err and "zzyzx" in res.err
+    plain = run_cli("predict", "--model", run, stdin="\n".join(PROMPTS))
+    assert plain.code == 0, plain.err
+    assert plain.out.splitlines() == [f"{p}\t{json.loads(a)['prediction']}"
+                                      for p, a in zip(PROMPTS, alone, strict=True)]
+
+
+def test_generate_stdin_samples_each_prompt_as_alone(run):
+    """With --seed each prompt samples what it samples alone, in any batch."""
+    args = ["--model", run, "--max-tokens", "8", "--temperature", "3.0", "--num", "2",
+            "--seed", "5", "--json"]
+    alone = [run_cli("generate", p, *args).out.strip() for p in PROMPTS]
+    res = run_cli("generate", *args, "--batch-size", "3", stdin="\n".join(PROMPTS))
+    assert res.code == 0, res.err
+    assert res.out.splitlines() == alone
+    samples = [json.loads(a)["samples"] for a in alone]
+    assert samples[0] == samples[5]  # the same prompt, the same seed
+    assert len({tuple(s) for s in samples}) > 2  # and the prompts do differ
+    greedy = run_cli("generate", "--model", run, "--greedy", "--max-tokens", "4",
+                     stdin="the cat\nthe red\n")
+    assert greedy.code == 0, greedy.err
+    one = run_cli("generate", "the red", "--model", run, "--greedy", "--max-tokens", "4")
+    # one line per sample: the model's line breaks are written as <eos>
+    assert greedy.out.splitlines()[1] == one.out.strip().replace("\n", " <eos> ")
+    assert len(greedy.out.splitlines()) == 2
+
+
+def test_prompts_stdin_empty_lines(run):
+    """Plain output skips empty lines and counts them on stderr; --json answers each
+    with an error object in its place."""
+    stdin = "the cat\n\n   \nthe red\n"
+    plain = run_cli("predict", "--model", run, stdin=stdin)
+    assert plain.code == 0, plain.err
+    assert [ln.split("\t")[0] for ln in plain.out.splitlines()] == ["the cat", "the red"]
+    assert "skipped 2 lines with no prompt" in plain.err and "lines 2, 3" in plain.err
+    for cmd in ("predict", "generate"):
+        res = run_cli(cmd, "--model", run, "--json", stdin=stdin)
+        assert res.code == 0, res.err
+        objs = [json.loads(ln) for ln in res.out.splitlines()]
+        assert len(objs) == 4 and objs[0]["prompt"] == "the cat" and objs[3]["prompt"] == "the red"
+        assert objs[1] == {"line": 2, "prompt": "", "error": "the prompt is empty",
+                           "hint": objs[1]["hint"]} and objs[1]["hint"]
+        assert objs[2]["line"] == 3 and objs[2]["prompt"] == "   " and "error" in objs[2]
+    res = run_cli("predict", "--model", run, "--json", stdin="")
+    assert res.code == 0 and res.out == ""
+
+
+def test_prompts_stdin_bad_bytes_and_terminal(run, monkeypatch):
+    assert_user_error(run_cli("predict", "--model", run, stdin=b"the cat\n\xff\xfe\n"),
+                      "line 2", "UTF-8", "seqtool predict")
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    for cmd in ("predict", "generate"):
+        assert_user_error(run_cli(cmd, "--model", run), f"nothing to {cmd}", "pipe prompts")
 
 
 def test_evaluate_file_json(run, data):
@@ -285,7 +361,6 @@ def test_unknown_config_key(tmp_path, data):
     (["generate", "the cat", "--max-tokens", "0"], ["--max-tokens"]),
     (["predict", "the cat", "--top-k", "many"], ["--top-k"]),
     (["predict", "the cat", "--bogus"], ["--bogus"]),
-    (["predict", "--model", "."], ["TEXT"]),
     (["frobnicate"], ["frobnicate"]),
     (["train", "lm", "--set", "train.lr"], ["table.key=value"]),
 ])

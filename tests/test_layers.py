@@ -83,6 +83,19 @@ def test_adaptive_embedding_shape_and_clusters():
     assert changed.tolist() == [[False, True, False], [False, True, False]]
 
 
+def test_adaptive_embedding_vector_does_not_depend_on_the_batch():
+    """A tail token's vector is the same bits alone and among other tail tokens (the
+    batched `predict` equals one prompt at a time only so), the shipped LM's shape."""
+    torch.manual_seed(0)
+    emb = AdaptiveEmbedding(3000, 512, cutoffs=(200, 1000), div_value=4.0).eval()
+    ids = torch.tensor([5, 300, 1500, 301, 999, 2, 2999, 600, 1200, 210, 2500, 700, 40])
+    with torch.no_grad():
+        together = emb(ids[:, None])[:, 0]  # (N, 512)
+        for i in range(len(ids)):
+            assert torch.equal(emb(ids[i:i + 1, None])[0, 0], together[i]), int(ids[i])
+            assert torch.equal(emb(ids[i:i + 3, None])[0, 0], together[i]), int(ids[i])
+
+
 def test_adaptive_embedding_without_cutoffs_is_an_embedding():
     emb = AdaptiveEmbedding(VOCAB, DIM)
     ids = torch.randint(0, VOCAB, (5, 2))

@@ -467,3 +467,32 @@ def test_decoding_precision(run, data):
         outs[prec] = res.out.splitlines()
         assert len(outs[prec]) == len(lines)
     assert_user_error(translate(run, lines[0], "--precision", "fp8"), "--precision")
+
+
+def test_fp64_decodes_a_float64_copy_the_same_alone_batched_and_on_any_thread_count(run, data):
+    """--precision fp64 runs a float64 copy of the model (the loaded one stays fp32),
+    and a sentence's translation does not depend on its batch or the thread count.
+    (The real-model, other-CPU version: tests/test_reproducible.py.)"""
+    import torch
+
+    from seqtool.loading import load_translator
+    from seqtool.runtime import for_precision
+    from seqtool.translation import search_settings, translate_lines
+
+    loaded = load_translator(run)
+    copy64 = for_precision(loaded.model, "fp64")
+    assert copy64 is not loaded.model and copy64 is for_precision(loaded.model, "fp64")
+    assert {p.dtype for p in copy64.parameters()} == {torch.float64}
+    search = search_settings(loaded.config.search, beam_size=3, precision="fp64")
+    lines = source_lines(data)[:24]
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for threads, batch, ahead in ((2, 64, 1024), (1, 1, 1), (1, 5, 7)):
+            torch.set_num_threads(threads)
+            outs.append([(t.texts, t.scores) for t in
+                         translate_lines(loaded, lines, search, "cpu", batch, read_ahead=ahead)])
+    finally:
+        torch.set_num_threads(before)
+    assert outs[0] == outs[1] == outs[2]
+    assert {p.dtype for p in loaded.model.parameters()} == {torch.float32}

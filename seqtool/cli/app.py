@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
-from seqtool import __version__
-from seqtool.errors import ConfigError, Interrupted, SeqtoolError
+from seqtool.version import __version__
+from seqtool.errors import ConfigError, DataError, Interrupted, SeqtoolError
 from seqtool.runtime import DEVICES, resolve_device
 
 __all__ = ["CONTEXT", "ConfigValue", "cli", "config_option", "resolve_device"]
@@ -187,6 +188,24 @@ def evaluate() -> None:
       seqtool evaluate translate --model runs/m30k --corpus multi30k --split test_2016_flickr
     """
 
+
+
+def stdin_lines(command: str) -> Iterator[tuple[int, str]]:
+    """(line number, text without its line break) from stdin, read lazily; a line that
+    is not UTF-8 is a DataError naming it (`command` goes into the iconv hint)."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:  # already text (tests)
+        yield from enumerate((ln.rstrip("\r\n") for ln in sys.stdin), 1)
+        return
+    for n, raw in enumerate(buffer, 1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"line {n} of the input is not UTF-8 (byte {exc.start + 1}: "
+                            f"{exc.reason})", "convert it, e.g. iconv -f latin1 -t utf-8 IN "
+                            f"| {command}") from None
+        text = text.rstrip("\r\n")
+        yield n, text.lstrip("\ufeff") if n == 1 else text
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +12,8 @@ import click
 
 from seqtool.cli.app import (CONTEXT, cli, config_option, config_to_resume, device_option,
                              evaluate, interrupt_on_signals, json_option, resolve_device,
-                             run_options, train)
+                             run_options, stdin_lines, train)
 from seqtool.config import ChatSettings
-from seqtool.errors import DataError
 from seqtool.models.registry import archs
 
 
@@ -165,23 +164,6 @@ def run_session(session: Any, read: Callable[[int], str]) -> None:
     render_chat_message("bye", to_stdout=False)
 
 
-def _stdin_lines() -> Iterator[tuple[int, str]]:
-    """(line number, text) from stdin, read lazily; a line that is not UTF-8 is a DataError."""
-    buffer = getattr(sys.stdin, "buffer", None)
-    if buffer is None:  # already text (tests)
-        yield from enumerate((ln.rstrip("\r\n") for ln in sys.stdin), 1)
-        return
-    for n, raw in enumerate(buffer, 1):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"line {n} of the input is not UTF-8 (byte {exc.start + 1}: "
-                            f"{exc.reason})", "convert it, e.g. iconv -f latin1 -t utf-8 IN "
-                            "| seqtool chat ...") from None
-        text = text.rstrip("\r\n")
-        yield n, text.lstrip("\ufeff") if n == 1 else text
-
-
 def chat_lines(session: Any, as_json: bool) -> None:
     """Line mode: one turn per input line, its replies (or one JSON object) on stdout,
     flushed per turn; slash commands work and answer on stderr."""
@@ -191,7 +173,7 @@ def chat_lines(session: Any, as_json: bool) -> None:
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(encoding="utf-8")
     out = sys.stdout
-    for n, line in _stdin_lines():
+    for n, line in stdin_lines("seqtool chat ..."):
         line = line.rstrip("\r\n")
         if line.strip().startswith("/"):
             res = session.command(line)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
 from seqtool.cli.app import (CONTEXT, cli, config_from_flags, config_option, config_to_resume,
                              device_option, evaluate, interrupt_on_signals, json_option,
-                             model_option, resolve_device, run_options, train)
+                             model_option, options, resolve_device, run_options, stdin_lines,
+                             train)
 from seqtool.config import PredictConfig, SamplingConfig
-from seqtool.errors import ConfigError
+from seqtool.errors import ConfigError, InputError
 
 
 @train.command("lm", context_settings=CONTEXT)
@@ -75,25 +79,66 @@ def train_lm_cmd(corpus: str | None, train_file: Path | None, valid_file: Path |
 
 
 
+def batch_options(f: Any) -> Any:
+    """--batch-size and --read-ahead of the stdin mode of predict and generate."""
+    from seqtool.commands.predict import BATCH_SIZE, READ_AHEAD
+
+    return options(
+        click.option("--batch-size", type=click.IntRange(min=1), default=BATCH_SIZE,
+                     show_default=True,
+                     help="Prompts from stdin run together (those with the same number of "
+                          "tokens)."),
+        click.option("--read-ahead", type=click.IntRange(min=1), default=READ_AHEAD,
+                     show_default=True,
+                     help="Lines read before answering; the output keeps the input order. "
+                          "With 1, each line is answered as soon as it arrives."),
+    )(f)
+
+
+def need_prompts(text: str | None, command: str) -> None:
+    """No TEXT: the prompts come from stdin, which must not be a terminal."""
+    if text is None and sys.stdin.isatty():
+        raise InputError(f"nothing to {command}",
+                         f'give a prompt (seqtool {command} "the history of") or pipe prompts, '
+                         f"one per line: cat FILE | seqtool {command}")
+
+
 @cli.command(context_settings=CONTEXT)
-@click.argument("text")
+@click.argument("text", required=False)
 @config_option("--top-k", PredictConfig, "top_k", default=...)
+@batch_options
 @model_option
 @device_option
 @json_option
-def predict(text: str, top_k: int, model_path: Path | None, device: str, as_json: bool) -> None:
-    """Show the most probable next words after TEXT.
+def predict(text: str | None, top_k: int, batch_size: int, read_ahead: int,
+            model_path: Path | None, device: str, as_json: bool) -> None:
+    """Show the most probable next words after TEXT, or after each line of stdin.
+
+    Without TEXT, prompts are read from stdin, one per line, run in batches of
+    prompts with the same number of tokens, and answered in input order, one
+    line each: `PROMPT<TAB>WORD`; with --json one object per input line, the
+    one `seqtool predict TEXT --json` prints for it (the same numbers). An empty
+    line is skipped and counted in a warning; with --json it is answered by
+    {"line", "prompt", "error", "hint"}, so output line N is input line N.
 
     \b
     Example:
       seqtool predict "some of them looks like" --top-k 20
       seqtool predict "the president of the" --json
+      cat prompts.txt | seqtool predict --json > next.jsonl
     """
-    from seqtool.commands.predict import predict_next
+    from seqtool.commands.predict import predict_batch, predict_next
     from seqtool.console import print_json, render_prediction, warn
     from seqtool.loading import load_lm
 
+    need_prompts(text, "predict")
     loaded = load_lm(model_path, resolve_device(device))
+    if text is None:
+        answer_stdin(lambda texts: predict_batch(loaded, texts, top_k=top_k,
+                                                 batch_size=batch_size),
+                     loaded, "predict", as_json, read_ahead,
+                     lambda r: [f"{r['prompt']}\t{r['prediction']}"])
+        return
     result = predict_next(loaded, text=text, top_k=top_k)
     if result["unknown"]:
         warn("not in the vocabulary (read as <unk>): " + ", ".join(result["unknown"]))
@@ -104,7 +149,7 @@ def predict(text: str, top_k: int, model_path: Path | None, device: str, as_json
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("text")
+@click.argument("text", required=False)
 @config_option("--max-tokens", SamplingConfig, "max_tokens", default=...)
 @config_option("--temperature", SamplingConfig, "temperature", default=...)
 @config_option("--top-k", SamplingConfig, "top_k", default=...)
@@ -112,26 +157,45 @@ def predict(text: str, top_k: int, model_path: Path | None, device: str, as_json
 @click.option("--greedy", is_flag=True, help="Always take the most probable token.")
 @click.option("--seed", type=int, default=None, help="Random seed for reproducible samples.")
 @config_option("--num", SamplingConfig, "num_samples", default=...)
+@batch_options
 @model_option
 @device_option
 @json_option
-def generate(text: str, max_tokens: int, temperature: float, top_k: int, top_p: float,
-             greedy: bool, seed: int | None, num_samples: int, model_path: Path | None,
-             device: str, as_json: bool) -> None:
-    """Continue TEXT with the language model (greedy or sampled).
+def generate(text: str | None, max_tokens: int, temperature: float, top_k: int, top_p: float,
+             greedy: bool, seed: int | None, num_samples: int, batch_size: int,
+             read_ahead: int, model_path: Path | None, device: str, as_json: bool) -> None:
+    """Continue TEXT, or each line of stdin, with the language model (greedy or sampled).
+
+    Without TEXT, prompts are read from stdin, one per line, run in batches of
+    prompts with the same number of tokens, and answered in input order: one
+    line per sample, `PROMPT CONTINUATION` (the model's line breaks written as
+    <eos>); with --json one object per input line, the one `seqtool generate
+    TEXT --json` prints for it. Each prompt samples as it would alone: with
+    --seed S, the same continuations as `seqtool generate PROMPT --seed S`. An
+    empty line is skipped and counted in a warning; with --json it is answered by
+    {"line", "prompt", "error", "hint"}.
 
     \b
     Example:
       seqtool generate "the history of" --max-tokens 40 --temperature 0.8 --top-p 0.9
       seqtool generate "in the united states" --greedy
+      cat prompts.txt | seqtool generate --max-tokens 20 --seed 1 --json > out.jsonl
     """
-    from seqtool.commands.predict import generate_text
+    from seqtool.commands.predict import generate_batch, generate_text
     from seqtool.console import print_json, stdout_console, warn
     from seqtool.loading import load_lm
 
+    need_prompts(text, "generate")
     sampling = SamplingConfig(max_tokens=max_tokens, temperature=temperature, top_k=top_k,
                               top_p=top_p, greedy=greedy, num_samples=num_samples)
     loaded = load_lm(model_path, resolve_device(device))
+    if text is None:
+        answer_stdin(lambda texts: generate_batch(loaded, texts, sampling=sampling, seed=seed,
+                                                  batch_size=batch_size),
+                     loaded, "generate", as_json, read_ahead,
+                     lambda r: [f"{r['prompt']} {s.replace(chr(10), ' <eos> ')}"
+                                for s in r["samples"]])
+        return
     result = generate_text(loaded, text=text, sampling=sampling, seed=seed)
     if result["unknown"]:
         warn("not in the vocabulary (read as <unk>): " + ", ".join(result["unknown"]))
@@ -143,6 +207,41 @@ def generate(text: str, max_tokens: int, temperature: float, top_k: int, top_p: 
     for sample in result["samples"]:
         con.print(f"[bold]{escape(result['prompt'])}[/] {escape(sample)}")
 
+
+def answer_stdin(run: Callable[[list[str]], list[dict[str, Any]]], loaded: Any, command: str,
+                 as_json: bool, read_ahead: int, plain: Callable[[dict[str, Any]], list[str]]
+                 ) -> None:
+    """stdin -> stdout for predict/generate: per input line, `plain(result)` lines or
+    one JSON object (an error object for a line with no prompt), flushed as written;
+    warnings for unknown words (the first 5 lines) and the skipped lines."""
+    from seqtool.commands.predict import answer_lines
+    from seqtool.console import print_json, warn
+
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(encoding="utf-8")
+    out = sys.stdout
+    skipped: list[int] = []
+    unknown = 0
+    lines = (text for _, text in stdin_lines(f"seqtool {command}"))
+    for a in answer_lines(run, loaded.tokenizer, lines, read_ahead):
+        if a.result is None:
+            skipped.append(a.line)
+        elif a.result["unknown"]:
+            unknown += 1
+            if unknown <= 5:
+                warn(f"line {a.line}: not in the vocabulary (read as <unk>): "
+                     + ", ".join(a.result["unknown"]))
+        if as_json:
+            print_json(a.to_json())
+        elif a.result is not None:
+            out.writelines(line + "\n" for line in plain(a.result))
+            out.flush()
+    if unknown > 5:
+        warn(f"{unknown} lines in all had words not in the vocabulary")
+    if skipped:
+        where = ", ".join(map(str, skipped[:10])) + (", ..." if len(skipped) > 10 else "")
+        warn(f"skipped {len(skipped)} line{'s' if len(skipped) > 1 else ''} with no prompt "
+             f"(empty, or no tokens): line{'s' if len(skipped) > 1 else ''} {where}")
 
 
 @evaluate.command("lm", context_settings=CONTEXT)

@@ -4,11 +4,14 @@ The session keeps every turn; the model sees the last `context` utterances
 (the user's and its own, alternating) when it replies. With --samples N it
 decodes N replies from one context: rows of one batch, so a VHRED model draws
 N different z. The first reply joins the history. A session is built on a
-checkpoint loaded once (loading.load_chatbot), so many sessions can share it.
+checkpoint loaded once (loading.load_chatbot), so many sessions can share it;
+each keeps its own history and its own random state.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +48,44 @@ class CommandResult:
     quit: bool = False
 
 
+class _SessionRNG:
+    """A private state of torch's default generators (the CPU's and the model's CUDA
+    device's), swapped in by `active()` and out again after: seeded with `seed` it
+    draws what torch.manual_seed(seed) would, without changing the global state."""
+
+    def __init__(self, device: str, seed: int | None) -> None:
+        import torch
+
+        dev = torch.device(device)
+        self.cuda = ([dev.index if dev.index is not None else torch.cuda.current_device()]
+                     if dev.type == "cuda" else [])
+        with torch.random.fork_rng(devices=self.cuda):
+            if seed is None:
+                torch.seed()
+            else:
+                torch.manual_seed(seed)
+            self.state = self._get()
+
+    def _get(self) -> tuple[Any, list[Any]]:
+        import torch
+
+        return torch.get_rng_state(), [torch.cuda.get_rng_state(i) for i in self.cuda]
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        import torch
+
+        with torch.random.fork_rng(devices=self.cuda):
+            cpu, cuda = self.state
+            torch.set_rng_state(cpu)
+            for i, st in zip(self.cuda, cuda, strict=True):
+                torch.cuda.set_rng_state(st, i)
+            try:
+                yield
+            finally:
+                self.state = self._get()
+
+
 class ChatSession:
     """The conversation so far and the decoding settings; `reply` and `command`."""
 
@@ -64,7 +105,9 @@ class ChatSession:
             self.generator.seed()
         else:
             self.generator.manual_seed(seed)
-            torch.manual_seed(seed)  # VHRED draws z from torch's default generator
+        # VHRED draws z from torch's default generator: the session keeps its own state
+        # of it, so two sessions (and the caller's random numbers) never disturb another
+        self._rng = _SessionRNG(device, seed)
 
     @property
     def max_utt_len(self) -> int:
@@ -109,9 +152,10 @@ class ChatSession:
         context = [encode_utterance(u, tok, self.max_utt_len) for u in seen]
         s = self.settings
         batch = {k: v.to(self.device) for k, v in context_batch(context, s.samples).items()}
-        out = decode(self.model, batch, s.max_len, eos=EOS, sample=not s.greedy,
-                     temperature=s.temperature, top_p=s.top_p, banned=(PAD, BOS, UNK),
-                     generator=self.generator)
+        with self._rng.active():
+            out = decode(self.model, batch, s.max_len, eos=EOS, sample=not s.greedy,
+                         temperature=s.temperature, top_p=s.top_p, banned=(PAD, BOS, UNK),
+                         generator=self.generator)
         replies = [" ".join(tok.decode(ids).split()) for ids in out.tokens]
         self.turns += 1
         self.history += [("you", text), ("bot", replies[0])]

@@ -11,11 +11,19 @@ STANDARD_KEYS = ("format_version", "seqtool_version", "kind", "vocab_size", "tok
 
 
 def checkpoint_info(path: Path | None) -> dict[str, Any]:
-    from seqtool.checkpoint import CARD_FILE, load_checkpoint
+    """`seqtool info`: the checkpoint at `path` (default: the shipped LM)."""
+    from seqtool.checkpoint import load_checkpoint
     from seqtool.loading import DEFAULT_LM, shipped_model
+
+    return loaded_info(load_checkpoint(path or shipped_model(DEFAULT_LM)))
+
+
+def loaded_info(loaded: Any) -> dict[str, Any]:
+    """Kind, vocabulary, parameter counts per component, files, metrics and the model
+    card of a loaded checkpoint (what `seqtool info --json` prints)."""
+    from seqtool.checkpoint import CARD_FILE
     from seqtool.models.base import count_parameters
 
-    loaded = load_checkpoint(path or shipped_model(DEFAULT_LM))
     counts = count_parameters(loaded.model)
     files = {f.name: f.stat().st_size for f in sorted(loaded.folder.iterdir()) if f.is_file()}
     card_path = loaded.folder / CARD_FILE

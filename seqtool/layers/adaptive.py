@@ -26,6 +26,21 @@ def _bounds(vocab: int, cutoffs: tuple[int, ...]) -> list[int]:
     return [0, *cuts, vocab]
 
 
+MIN_ROWS = 8  # a tail cluster's projection runs on at least this many rows
+
+
+def rows_apart(f: nn.Module, x: Tensor) -> Tensor:
+    """f(x) for x (N, d), computed on at least MIN_ROWS rows (the first repeated), so a
+    token's vector does not depend on how many tail tokens its batch holds: BLAS
+    picks its kernel by the number of rows (here 1, 2-3 and 4+ differ), and the
+    kernel decides the last bits of float32. Batched prediction then equals one
+    prompt at a time (commands/predict.py)."""
+    n = x.shape[0]
+    if n >= MIN_ROWS or isinstance(f, nn.Identity):
+        return cast(Tensor, f(x))
+    return cast(Tensor, f(torch.cat([x, x[:1].expand(MIN_ROWS - n, -1)]))[:n])
+
+
 class AdaptiveEmbedding(nn.Module):
     """Token ids -> vectors of size `dim`; cluster i has dim // div**i, projected up."""
 
@@ -73,7 +88,8 @@ class AdaptiveEmbedding(nn.Module):
             lo, hi = self.bounds[i], self.bounds[i + 1]
             idx = ((flat >= lo) & (flat < hi)).nonzero().squeeze(1)
             if idx.numel():
-                out = out.index_copy(0, idx, proj(table(flat[idx] - lo)).to(out.dtype))
+                out = out.index_copy(0, idx, rows_apart(proj, table(flat[idx] - lo))
+                                     .to(out.dtype))
         return out.view(*ids.shape, self.dim)
 
 
