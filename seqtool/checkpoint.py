@@ -4,6 +4,8 @@
                                MODEL_CARD.md; a translation model with two
                                vocabularies keeps the target's tokenizer in tgt/
     <run>/last/ also           trainer_state.json, optimizer.safetensors, rng.safetensors
+    <run>/ckpt-<step>/         with train.keep_last = N: the weights of the last N
+                               evaluations, for averaging (seqtool average)
     <run>/metrics.jsonl        one line per evaluation
 
 Every folder is written to a temporary sibling and swapped in with os.replace,
@@ -30,6 +32,7 @@ RNG_FILE = "rng.safetensors"
 STATE_FILE = "trainer_state.json"
 CARD_FILE = "MODEL_CARD.md"
 TGT_DIR = "tgt"  # the target side's tokenizer files (translation, separate vocabularies)
+STEP_PREFIX = "ckpt-"  # <run>/ckpt-<step>/: train.keep_last's checkpoints
 
 
 def atomic_folder_write(folder: Path, write: Any) -> None:
@@ -52,6 +55,31 @@ def atomic_folder_write(folder: Path, write: Any) -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def step_checkpoint_name(step: int) -> str:
+    return f"{STEP_PREFIX}{step}"
+
+
+def step_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """The run's complete ckpt-<step>/ folders, oldest first."""
+    found = []
+    for p in Path(run_dir).glob(f"{STEP_PREFIX}*"):
+        step = p.name[len(STEP_PREFIX):]
+        if step.isdigit() and (p / CONFIG_FILE).is_file():
+            found.append((int(step), p))
+    return sorted(found)
+
+
+def prune_step_checkpoints(run_dir: Path, keep: int) -> list[Path]:
+    """Remove all but the newest `keep` ckpt-<step>/ folders; each is renamed away
+    first, so none is ever seen half deleted. Returns the removed ones."""
+    old = step_checkpoints(run_dir)[:-keep] if keep > 0 else []
+    for _, folder in old:
+        gone = folder.parent / f".{folder.name}.old-{os.getpid()}"
+        os.replace(folder, gone)
+        shutil.rmtree(gone, ignore_errors=True)
+    return [folder for _, folder in old]
 
 
 @dataclass

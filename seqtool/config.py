@@ -107,6 +107,10 @@ class TrainConfig:
     log_every: int = _opt(50, "report training loss every N steps", low=1)
     init_embeddings: str = _opt("", "start the input embeddings from this word2vec text file "
                                 "(seqtool export-vectors, gensim); new runs only")
+    keep_last: int = _opt(0, "also keep the weights of the last N evaluations as "
+                          "RUN/ckpt-<step>/ (for seqtool average; 0 = none)", low=0)
+    tensorboard: bool = _opt(False, "also write TensorBoard event files to RUN/tensorboard/ "
+                             "(pip install 'seqtool[tensorboard]')")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,11 +1,13 @@
-"""PNG figures with matplotlib, an optional extra (pip install 'seqtool[plot]'): the
-lab's loss curves and gradient norms, and a translation's attention matrix."""
+"""PNG figures with matplotlib, an optional extra (pip install 'seqtool[plot]'): runs'
+training curves, the lab's loss curves and gradient norms, and a translation's
+attention matrix."""
 
 from __future__ import annotations
 
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 from seqtool.errors import InputError
 
@@ -60,6 +62,58 @@ def save_loss_plot(path: Path, curves: dict[str, list[float | None]], window: in
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     _save(fig, path)
+
+
+def save_curves_plot(path: Path, runs: list[tuple[str, Any]], x: str = "step") -> list[str]:
+    """Training curves of runs (name, history.RunHistory) side by side: loss, perplexity
+    and learning rate (both log scale), validation BLEU (when a run has it), against
+    x = "step" or "tokens" (tokens seen). One colour per run; training windows solid,
+    evaluations dashed with dots. Returns the panels drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = ["loss", "perplexity", "learning rate"]
+    if any(h.series("valid_bleu")[1] for _, h in runs):
+        panels.insert(2, "BLEU")
+    rows, cols = (2, 2) if len(panels) == 4 else (1, 3)
+    fig, grid = plt.subplots(rows, cols, figsize=(6.0 * cols, 4.2 * rows), dpi=110,
+                             squeeze=False)
+    axes = dict(zip(panels, grid.flat, strict=True))
+    for n, (name, h) in enumerate(runs):
+        colour = f"C{n % 10}"
+        for panel, train_key, valid_key in (("loss", "loss", "valid_loss"),
+                                            ("perplexity", "ppl", "valid_ppl"),
+                                            ("BLEU", None, "valid_bleu")):
+            if panel not in axes:
+                continue
+            ax = axes[panel]
+            if train_key:
+                _line(ax, h.series(train_key, x, "train"), "-", color=colour, linewidth=1.0,
+                      alpha=0.8, label=f"{name} (training)")
+            _line(ax, h.series(valid_key, x), "--o", color=colour, markersize=3,
+                  linewidth=1.4, label=f"{name} (validation)")
+        lr = h.series("lr", x, "train")
+        _line(axes["learning rate"], lr if lr[0] else h.series("lr", x), "-", color=colour,
+              linewidth=1.4, drawstyle="steps-post", label=name)
+    axes["perplexity"].set_yscale("log")
+    axes["learning rate"].set_yscale("log")  # plateau decays as equal steps
+    for panel, ax in axes.items():
+        ax.set_title(panel if panel != "BLEU" else "validation BLEU (greedy)")
+        ax.set_xlabel("tokens seen" if x == "tokens" else "training step")
+        ax.grid(True, which="both", alpha=0.3)
+    axes["loss"].legend(fontsize=8)
+    if len(runs) > 1:
+        axes["learning rate"].legend(fontsize=8)
+    fig.suptitle("training curves: " + ", ".join(name for name, _ in runs))
+    _save(fig, path)
+    return panels
+
+
+def _line(ax: Any, xy: tuple[list[float], list[float]], style: str, **kw: Any) -> None:
+    if xy[0]:  # a run without this series adds no empty legend entry
+        ax.plot(*xy, style, **kw)
 
 
 def save_gradient_plot(path: Path, rows: list[dict], title: str) -> None:

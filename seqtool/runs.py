@@ -134,11 +134,16 @@ def init_embeddings_from(cfg: RunConfig, model: Any, tokenizer: Any, tgt_tokeniz
 
 
 def start_run(cfg: RunConfig, out: Path | None, resume: Path | None, threads: int) -> Path:
-    """Threads, seed, and the run folder: a resumed one, or a new one that must be empty."""
+    """Threads, seed, and the run folder: a resumed one, or a new one that must be empty.
+    A missing optional package the config asks for fails here, before any work."""
     import torch
 
     from seqtool.runtime import set_threads
 
+    if cfg.train.tensorboard:
+        from seqtool.history import require_tensorboard
+
+        require_tensorboard()
     set_threads(threads)
     torch.manual_seed(cfg.train.seed)
     if resume is not None:
@@ -187,6 +192,19 @@ def run_training(cfg: RunConfig, model: Any, data: Any, run_dir: Path, resume: P
         trainer.restore(load_training_state(run_dir / "last"))
         if cfg.train.lr != old_lr:  # --set train.lr=... on resume
             trainer.state.lr = cfg.train.lr
-    summary = trainer.run()
+    board = None
+    if cfg.train.tensorboard:
+        from seqtool.history import TENSORBOARD_DIR, TensorBoardReporter
+        from seqtool.training import NullReporter, Reporters
+
+        # resumed: hide what a crashed run logged after its last checkpoint
+        board = TensorBoardReporter(run_dir / TENSORBOARD_DIR,
+                                    trainer.state.global_step + 1 if resume is not None else None)
+        trainer.reporter = Reporters(reporter or NullReporter(), board)
+    try:
+        summary = trainer.run()
+    finally:
+        if board is not None:
+            board.close()
     summary["parameters"] = params
     return summary

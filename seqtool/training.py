@@ -6,8 +6,10 @@ object with `train_batches(epoch)`, `valid_batches()`, `steps_per_epoch()`,
 `metric` and `higher_is_better`, and optionally `extra_metrics(model, device)
 -> {name: value}` (e.g. greedy-decoding BLEU), merged into each evaluation as
 `valid_<name>`, so `metric` may name one. It reports through a Reporter (the CLI's
-rich progress bar, or nothing) and saves through a `save(name, training)`
-callback; it never prints.
+rich progress bar, TensorBoard, or nothing), writes the run's history
+(history.py: RUN/metrics.jsonl per evaluation, RUN/train.jsonl per progress
+report) and saves through a `save(name, training)` callback: best/, last/, and
+with train.keep_last = N the last N evaluations as ckpt-<step>/; it never prints.
 
 Resuming is exact: the last/ checkpoint holds the optimizer, the RNG states,
 the recurrent state carried between batches and the position in the epoch, so
@@ -16,7 +18,6 @@ N steps interrupted and resumed give the same weights as N steps in one go.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -29,6 +30,7 @@ from torch import Tensor, nn
 
 from seqtool.config import TrainConfig
 from seqtool.errors import Interrupted, TrainingError
+from seqtool.history import METRICS_FILE, TRAIN_LOG_FILE, append_record
 from seqtool.models.base import LossResult
 from seqtool.runtime import autocast, keep_freed_memory, to_device
 
@@ -45,6 +47,29 @@ class NullReporter:
     def on_step(self, stats: dict[str, Any]) -> None: pass
     def on_eval(self, metrics: dict[str, Any]) -> None: pass
     def on_end(self, summary: dict[str, Any]) -> None: pass
+
+
+class Reporters:
+    """Several reporters as one (the progress bar and TensorBoard), called in order."""
+
+    def __init__(self, *reporters: Reporter) -> None:
+        self.reporters = reporters
+
+    def _each(self, event: str, payload: dict[str, Any]) -> None:
+        for r in self.reporters:
+            getattr(r, event)(payload)
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        self._each("on_start", info)
+
+    def on_step(self, stats: dict[str, Any]) -> None:
+        self._each("on_step", stats)
+
+    def on_eval(self, metrics: dict[str, Any]) -> None:
+        self._each("on_eval", metrics)
+
+    def on_end(self, summary: dict[str, Any]) -> None:
+        self._each("on_end", summary)
 
 
 @dataclass
@@ -187,7 +212,8 @@ class Trainer:
         metrics = evaluate_loss(self.model, self.data.valid_batches(), self.device,
                                 cfg.precision)
         record = {"step": st.global_step, "epoch": st.epoch + st.step_in_epoch
-                  / max(1, self.data.steps_per_epoch()), "lr": st.lr,
+                  / max(1, self.data.steps_per_epoch()), "tokens": st.tokens_seen,
+                  "elapsed_s": st.elapsed_s, "lr": st.lr,
                   "valid_loss": metrics["loss"], "valid_ppl": metrics["ppl"],
                   **{f"valid_{k}": v for k, v in metrics.items()
                      if k not in ("loss", "ppl", "tokens")}}
@@ -206,10 +232,19 @@ class Trainer:
         st.history.append(record)
         if better:
             self.save("best", None)
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
+        if cfg.keep_last:
+            self._keep_step_checkpoint()
+        append_record(self.run_dir / METRICS_FILE, record)
         self.reporter.on_eval(record)
         return scheduled and bool(cfg.patience) and st.bad_evals >= cfg.patience
+
+    def _keep_step_checkpoint(self) -> None:
+        """RUN/ckpt-<step>/ (weights only, written atomically), then the oldest beyond
+        train.keep_last removed: a failed write never costs an older one."""
+        from seqtool.checkpoint import prune_step_checkpoints, step_checkpoint_name
+
+        self.save(step_checkpoint_name(self.state.global_step), None)
+        prune_step_checkpoints(self.run_dir, self.cfg.keep_last)
 
     def _extra_metrics(self) -> dict[str, float]:
         """The data's own validation metrics (e.g. BLEU), computed in eval mode."""
@@ -295,7 +330,9 @@ class Trainer:
             st.tokens_seen += tokens
             st.elapsed_s = clock.add(loss, tokens)
             if st.global_step % self.cfg.log_every == 0 or st.global_step == clock.total_steps:
-                self.reporter.on_step(clock.report(st, self._scheduled_lr()))
+                stats = clock.report(st, self._scheduled_lr())
+                append_record(self.run_dir / TRAIN_LOG_FILE, stats)
+                self.reporter.on_step(stats)
             stop_reason = self._stop_after_step(stop_reason)
             if stop_reason and st.step_in_epoch < steps_per_epoch:
                 return stop_reason, False  # at the epoch's last step, close the epoch first
@@ -337,7 +374,8 @@ class _Window:
         mean = self.loss / self.steps
         stats = {"step": st.global_step, "total_steps": self.total_steps,
                  "epoch": st.epoch + 1, "loss": mean, "ppl": math.exp(min(mean, 50.0)),
-                 "lr": lr, "tokens_per_s": self.tokens / max(now - self.since, 1e-9),
+                 "lr": lr, "tokens": st.tokens_seen,
+                 "tokens_per_s": self.tokens / max(now - self.since, 1e-9),
                  "elapsed_s": st.elapsed_s}
         self.tokens, self.since, self.loss, self.steps = 0, now, 0.0, 0
         return stats

@@ -457,6 +457,9 @@ def test_train_word2vec_bad_input(tmp_path, w2v_run):
     assert_user_error(run_cli("train", "word2vec", "--train-file", text, "--min-count", "1",
                               "--out", w2v_run), "already")
     assert_user_error(run_cli("similar", "cat", "--model", tmp_path), "no seqtool checkpoint")
+    for key in ("train.keep_last=2", "train.tensorboard=true"):  # nothing to evaluate
+        assert_user_error(run_cli("train", "word2vec", "--train-file", text, "--set", key,
+                                  "--out", tmp_path / "r"), "train.keep_last")
 
 
 def test_lm_checkpoint_is_not_word_vectors(tmp_path):

@@ -15,7 +15,8 @@ from seqtool.config import TokenizerConfig
 @click.argument("checkpoint", type=click.Path(path_type=Path), required=False)
 @json_option
 def info(checkpoint: Path | None, as_json: bool) -> None:
-    """Show a checkpoint's model card and parameter counts per component.
+    """Show a checkpoint's model card, parameter counts per component, and the
+    validation curve of its run (a sparkline per evaluation).
 
     \b
     Example:
@@ -24,12 +25,15 @@ def info(checkpoint: Path | None, as_json: bool) -> None:
     """
     from seqtool.commands.info import checkpoint_info
     from seqtool.console import print_json, render_info
+    from seqtool.console.runs import print_history
 
     result = checkpoint_info(checkpoint)
     if as_json:
         print_json(result)
-    else:
-        render_info(result)
+        return
+    render_info(result)
+    if result["history"]:  # a checkpoint of a run folder: its validation curve
+        print_history(result["history"])
 
 
 @cli.command(context_settings=CONTEXT)

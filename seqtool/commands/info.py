@@ -1,4 +1,5 @@
-"""`seqtool info` (model card, parameter counts) and `seqtool export`."""
+"""`seqtool info` (model card, parameter counts, the run's validation curves) and
+`seqtool export`."""
 
 from __future__ import annotations
 
@@ -34,7 +35,27 @@ def loaded_info(loaded: Any) -> dict[str, Any]:
             "parameters": counts, "total_parameters": sum(counts.values()),
             "weights_dtype": _weights_dtype(loaded.folder), "files": files,
             "metrics": meta.get("metrics", {}),
-            "card": card_path.read_text("utf-8") if card_path.is_file() else ""}
+            "card": card_path.read_text("utf-8") if card_path.is_file() else "",
+            "history": run_curves(loaded.folder)}
+
+
+def run_curves(folder: Path) -> dict[str, Any] | None:
+    """The validation curves of the run a checkpoint folder belongs to (its
+    metrics.jsonl), or None for a checkpoint outside a run folder."""
+    from seqtool.history import find_history
+
+    history = find_history(folder)
+    if history is None:
+        return None
+    steps, loss = history.series("valid_loss")
+    if not steps:
+        return None
+    curves: dict[str, Any] = {"run": str(history.run), "steps": [int(s) for s in steps],
+                              "valid_loss": loss}
+    bleu_steps, bleu = history.series("valid_bleu")
+    if bleu and bleu_steps == steps:
+        curves["valid_bleu"] = bleu
+    return curves
 
 
 def _weights_dtype(folder: Path) -> str:

@@ -155,6 +155,10 @@ def train_word2vec(cfg: RunConfig, out: Path | None = None, reporter: Any = None
     if tc.kind != "word":
         raise ConfigError(f"word2vec needs a word-level tokenizer, not {tc.kind!r}",
                           "drop --set tokenizer.kind, or set it to word")
+    if cfg.train.tensorboard or cfg.train.keep_last:
+        raise ConfigError("train.tensorboard and train.keep_last are for runs that evaluate "
+                          "(train lm, translate, chat); word2vec does not",
+                          "drop those --set overrides")
     run_dir = Path(out) if out else default_run_dir(cfg)
     if (run_dir / "config.json").exists():
         raise ConfigError(f"{run_dir} already holds a checkpoint", "choose another --out")
