@@ -89,7 +89,9 @@ class TrainConfig:
     max_steps: int = _opt(0, "stop after this many steps (0 = no limit)", low=0)
     max_minutes: float = _opt(0.0, "stop after this many minutes (0 = no limit); a cosine "
                               "schedule then anneals by time", low=0.0)
-    batch_size: int = _opt(32, "sequences per batch", low=1)
+    batch_size: int = _opt(32, "sequences per batch (all processes together under torchrun)",
+                           low=1)
+    accum_steps: int = _opt(1, "gradient accumulation: batches per optimizer step", low=1)
     bptt: int = _opt(35, "truncated BPTT length in tokens", low=1)
     optimizer: str = _opt("adamw", "optimizer", ("sgd", "adam", "adamw"))
     lr: float = _opt(2e-3, "learning rate", low=0.0)
@@ -109,6 +111,8 @@ class TrainConfig:
                                 "(seqtool export-vectors, gensim); new runs only")
     keep_last: int = _opt(0, "also keep the weights of the last N evaluations as "
                           "RUN/ckpt-<step>/ (for seqtool average; 0 = none)", low=0)
+    dist_timeout: float = _opt(600.0, "torchrun: seconds a process waits for the others "
+                               "(a validation on rank 0 included) before it gives up", above=0.0)
     tensorboard: bool = _opt(False, "also write TensorBoard event files to RUN/tensorboard/ "
                              "(pip install 'seqtool[tensorboard]')")
 

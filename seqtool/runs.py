@@ -40,6 +40,14 @@ class DataWithMetrics:
     def extra_metrics(self, model: Any, device: Any) -> dict[str, float]:
         return {}
 
+    def shard(self, rank: int, world: int) -> DataWithMetrics:
+        """This wrapper around rank `rank`'s share of the data (seqtool/distributed.py)."""
+        import copy
+
+        twin = copy.copy(self)
+        twin.data = self.data.shard(rank, world)
+        return twin
+
 
 def default_run_dir(cfg: RunConfig) -> Path:
     """runs/<task>-<corpus or file>[-<src>-<tgt>]-<time>."""
@@ -133,12 +141,20 @@ def init_embeddings_from(cfg: RunConfig, model: Any, tokenizer: Any, tgt_tokeniz
     return init_embeddings(model, cfg.train.init_embeddings, tokenizer, tgt_tokenizer)
 
 
-def start_run(cfg: RunConfig, out: Path | None, resume: Path | None, threads: int) -> Path:
+def start_run(cfg: RunConfig, out: Path | None, resume: Path | None, threads: int,
+              device: str = "cpu") -> Path:
     """Threads, seed, and the run folder: a resumed one, or a new one that must be empty.
-    A missing optional package the config asks for fails here, before any work."""
+    A missing optional package the config asks for fails here, before any work.
+    Under torchrun this joins the other processes (seqtool/distributed.py); the run
+    folder is rank 0's, and `device` "cuda" means this rank's GPU from here on."""
     import torch
 
+    from seqtool.distributed import broadcast, init, per_rank_batch, world_from_env
     from seqtool.runtime import set_threads
+
+    world = world_from_env()
+    if world.parallel:
+        per_rank_batch(cfg.train.batch_size, world.size)  # refused before any work
 
     if cfg.train.tensorboard:
         from seqtool.history import require_tensorboard
@@ -147,11 +163,15 @@ def start_run(cfg: RunConfig, out: Path | None, resume: Path | None, threads: in
     set_threads(threads)
     torch.manual_seed(cfg.train.seed)
     if resume is not None:
+        init(world, device, cfg.train.dist_timeout)
         return Path(resume)
     run_dir = Path(out) if out else default_run_dir(cfg)
     if (run_dir / "last").exists():
         raise TrainingError(f"{run_dir} already holds a run",
                             f"resume it with --resume {run_dir}, or choose another --out")
+    if world.parallel:  # after the check: rank 0 writes last/ only once all have joined
+        init(world, device, cfg.train.dist_timeout)
+        run_dir = Path(broadcast(str(run_dir)))
     return run_dir
 
 
@@ -164,10 +184,15 @@ def run_training(cfg: RunConfig, model: Any, data: Any, run_dir: Path, resume: P
     `tokenizers` holds `tokenizer` (and `tgt_tokenizer` for two vocabularies);
     `data_lines` are the model card's data and tokenizer lines."""
     from seqtool.checkpoint import load_training_state, read_meta, save_checkpoint
+    from seqtool.distributed import world_from_env
     from seqtool.models.base import count_parameters
     from seqtool.training import Trainer
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    world = world_from_env()
+    if world.parallel:
+        data = shard(data, world.rank, world.size)
+    if world.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     params = sum(count_parameters(model).values())
     model_line = model.describe(params)
     extra = {"data_stats": stats} if stats else {}
@@ -186,14 +211,14 @@ def run_training(cfg: RunConfig, model: Any, data: Any, run_dir: Path, resume: P
                         extra_meta={"metrics": metrics, "commands": commands, **extra})
 
     trainer = Trainer(model, data, cfg.train, run_dir, save, reporter, device,
-                      resume_command=f"seqtool train {cfg.task}")
+                      resume_command=f"seqtool train {cfg.task}", world=world)
     if resume is not None:
         old_lr = float(last_meta["train"]["lr"])
         trainer.restore(load_training_state(run_dir / "last"))
         if cfg.train.lr != old_lr:  # --set train.lr=... on resume
             trainer.state.lr = cfg.train.lr
     board = None
-    if cfg.train.tensorboard:
+    if cfg.train.tensorboard and world.main:
         from seqtool.history import TENSORBOARD_DIR, TensorBoardReporter
         from seqtool.training import NullReporter, Reporters
 
@@ -207,4 +232,19 @@ def run_training(cfg: RunConfig, model: Any, data: Any, run_dir: Path, resume: P
         if board is not None:
             board.close()
     summary["parameters"] = params
+    if world.parallel:
+        summary.update(world_size=world.size, rank=world.rank)
     return summary
+
+
+def shard(data: Any, rank: int, world: int) -> Any:
+    """Rank `rank`'s share of a task's data (its `shard`, seqtool/distributed.py);
+    refused where a rank would get no step at all."""
+    from seqtool.errors import DataError
+
+    part = data.shard(rank, world)
+    if part.steps_per_epoch() < 1:
+        raise DataError(f"too little training data for {world} processes: a process gets "
+                        "no batch", "use fewer processes, a smaller train.batch_size or "
+                        "more data")
+    return part

@@ -103,10 +103,34 @@ def run_options(task: str, set_example: str) -> Any:
         click.option("--resume", type=click.Path(path_type=Path),
                      help="Continue the run in this folder exactly where it stopped."),
         click.option("--threads", type=int, default=0,
-                     help="CPU threads (0 = torch's default)."),
+                     help="CPU threads (0 = torch's default; under torchrun 1 per process "
+                          "unless OMP_NUM_THREADS says otherwise)."),
+        click.option("--nproc", type=click.IntRange(min=1), default=1, expose_value=False,
+                     is_eager=True, callback=_run_under_torchrun,
+                     help="Train with N processes on this machine (runs torchrun "
+                          "--standalone --nproc-per-node N; data parallel, batch_size is "
+                          "their total)."),
         device_option,
         json_option,
     )
+
+
+def _run_under_torchrun(ctx: click.Context, param: click.Parameter, nproc: int) -> None:
+    """--nproc N: start this same command again under torchrun with N processes (this
+    process becomes torchrun). Inside a torchrun launch it is ignored."""
+    if nproc == 1 or "WORLD_SIZE" in os.environ or ctx.resilient_parsing:
+        return
+    args, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            args.append(a)
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                              "--nproc-per-node", str(nproc), "-m", "seqtool", *args])
 
 
 def config_to_resume(resume: Path, overrides: tuple[str, ...], *others: Any) -> Any:
@@ -175,6 +199,16 @@ def interrupt_on_signals() -> None:
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, interrupt)
+    if _rank():  # under torchrun rank 0 alone reports (a rank's errors still show)
+        sys.stdout = open(os.devnull, "w")
+
+
+def _rank() -> int:
+    """This process's rank under torchrun (0 without one)."""
+    try:
+        return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+    except ValueError:
+        return 0
 
 
 
@@ -242,5 +276,9 @@ def _fail(exc: SeqtoolError, debug: bool) -> Any:
         import traceback
 
         traceback.print_exc()
-    print_error(exc.message, exc.hint)
+    rank = _rank()
+    if rank and not debug and (isinstance(exc, (ConfigError, Interrupted))
+                               or getattr(exc, "every_rank", False)):
+        sys.exit(exc.exit_code)  # every rank has it; rank 0 says it once
+    print_error(f"rank {rank}: {exc.message}" if rank else exc.message, exc.hint)
     sys.exit(exc.exit_code)

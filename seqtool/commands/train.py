@@ -22,7 +22,7 @@ def train_lm(cfg: RunConfig, out: Path | None = None, resume: Path | None = None
     from seqtool.models import build_model
     from seqtool.runs import init_embeddings_from, run_training, start_run
 
-    run_dir = start_run(cfg, out, resume, threads)
+    run_dir = start_run(cfg, out, resume, threads, device)
     train_path, valid_path = text_split_path(cfg.data, "train"), text_split_path(cfg.data, "valid")
     init = None
     if resume is not None:

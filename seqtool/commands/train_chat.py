@@ -54,7 +54,7 @@ def train_chat(cfg: RunConfig, out: Path | None = None, resume: Path | None = No
     from seqtool.models import build_model
     from seqtool.runs import run_training, start_run
 
-    run_dir = start_run(cfg, out, resume, threads)
+    run_dir = start_run(cfg, out, resume, threads, device)
     train_d, valid_d = chat_dialogues(cfg.data, "train"), chat_dialogues(cfg.data, "valid")
     if resume is not None:
         loaded = load_checkpoint(run_dir / "last", expect_kind="chat", device=device)

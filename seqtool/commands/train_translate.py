@@ -89,7 +89,7 @@ def train_translate(cfg: RunConfig, out: Path | None = None, resume: Path | None
     from seqtool.models import build_model
     from seqtool.runs import init_embeddings_from, run_training, start_run
 
-    run_dir = start_run(cfg, out, resume, threads)
+    run_dir = start_run(cfg, out, resume, threads, device)
     train_src, train_tgt, skipped_train = translation_split(cfg.data, "train")
     valid_src, valid_tgt, skipped_valid = translation_split(cfg.data, "valid")
     init = None

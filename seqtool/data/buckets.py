@@ -54,6 +54,8 @@ class BucketedData(Generic[E]):
     eval_batch_size: int = 0  # 0 = batch_size
     metric: str = "valid_ppl"
     higher_is_better: bool = False
+    rank: int = 0  # this process's share of the epoch's batches (shard)
+    world: int = 1
     _lengths: list[tuple[int, int]] = field(default_factory=list, init=False, repr=False)
 
     empty_error = ("no training or no validation examples", "check the data")
@@ -76,12 +78,28 @@ class BucketedData(Generic[E]):
         raise NotImplementedError
 
     def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.train) / self.batch_size)
+        return math.ceil(len(self.train) / self.batch_size) // self.world
 
     def train_batches(self, epoch: int) -> Iterator[dict[str, Tensor]]:
-        for idx in bucket_batches(self._lengths, self.batch_size, self.seed, epoch,
-                                  self.pool_batches):
+        from seqtool.distributed import deal
+
+        batches = bucket_batches(self._lengths, self.batch_size, self.seed, epoch,
+                                 self.pool_batches)
+        for idx in deal(batches, self.rank, self.world):
             yield self.pad([self.train[i] for i in idx])
+
+    def shard(self, rank: int, world: int) -> BucketedData[E]:
+        """The same data for rank `rank` of `world`: batches of batch_size / world, from
+        the same seeded generator on every rank, dealt round-robin (the epoch's last
+        len % world batches dropped; seqtool/distributed.py). Validation keeps the
+        global batch size."""
+        import dataclasses
+
+        from seqtool.distributed import per_rank_batch
+
+        return dataclasses.replace(self, batch_size=per_rank_batch(self.batch_size, world),
+                                   eval_batch_size=self.eval_batch_size or self.batch_size,
+                                   rank=rank, world=world)
 
     def valid_batches(self) -> Iterator[dict[str, Tensor]]:
         return self.ordered(self.valid, self.eval_batch_size or self.batch_size)

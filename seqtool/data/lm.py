@@ -64,5 +64,18 @@ class LMData:
     def train_batches(self, epoch: int) -> Iterator[dict[str, Tensor]]:
         return self.windows(self._train, self.bptt)
 
+    def shard(self, rank: int, world: int) -> LMData:
+        """Rank `rank`'s contiguous slice of the training stream, read with batch_size
+        / world columns (seqtool/distributed.py): the ranks' columns together are
+        those of one process with batch_size. Validation stays whole (rank 0 runs it)."""
+        import dataclasses
+
+        from seqtool.distributed import contiguous_slice, per_rank_batch
+
+        batch = per_rank_batch(self.batch_size, world)
+        part = self.train[contiguous_slice(self.train.numel(), rank, world, batch)]
+        return dataclasses.replace(self, train=part, batch_size=batch,
+                                   eval_batch_size=self.eval_batch_size)
+
     def valid_batches(self) -> Iterator[dict[str, Tensor]]:
         return self.windows(self._valid, self.bptt)
