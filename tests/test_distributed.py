@@ -1,0 +1,249 @@
+"""Data-parallel training (seqtool/distributed.py, the Trainer under torchrun): two
+gloo processes on the CPU, started by the test with the variables torchrun sets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ddp_worker import LM_BATCH, tiny_lm, tiny_translation, trainer
+from seqtool.data.buckets import bucket_batches
+from seqtool.distributed import SINGLE, contiguous_slice, deal, per_rank_batch
+from seqtool.errors import ConfigError
+from test_training import assert_same_weights, state, write_corpus
+
+WORKER = Path(__file__).with_name("ddp_worker.py")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_ranks(cmd: list[str], home: Path, world: int = 2) -> list[subprocess.Popen]:
+    """`world` processes of `cmd` with RANK, WORLD_SIZE, MASTER_ADDR/PORT (torchrun's)."""
+    port = free_port()
+    procs = []
+    for rank in range(world):
+        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank),
+               "WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+               "SEQTOOL_HOME": str(home), "NO_COLOR": "1", "OMP_NUM_THREADS": "1"}
+        env.pop("SEQTOOL_DEBUG", None)
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+def finish(procs: list[subprocess.Popen], timeout: float = 120) -> list[tuple[int, str, str]]:
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=timeout)
+        results.append((p.returncode, out, err))
+    return results
+
+
+def run_ranks(cmd: list[str], home: Path, world: int = 2) -> list[tuple[int, str, str]]:
+    return finish(start_ranks(cmd, home, world))
+
+
+def seqtool_cmd(*args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "seqtool", *map(str, args)]
+
+
+# --------------------------------------------------------------------------- sharding
+def test_deal_gives_every_rank_the_same_count_and_drops_only_the_tail():
+    items = list(range(11))
+    shards = [deal(items, r, 3) for r in range(3)]
+    assert [len(s) for s in shards] == [3, 3, 3]
+    flat = sorted(i for s in shards for i in s)
+    assert flat == list(range(9))  # each once; the last 11 % 3 = 2 dropped
+    assert [s[1] for s in shards] == [3, 4, 5]  # step 1 runs items 3, 4, 5
+
+
+def test_translation_shards_of_an_epoch_cover_the_data_once():
+    _, data = tiny_translation()
+    shards = [data.shard(r, 2) for r in range(2)]
+    assert shards[0].batch_size == shards[1].batch_size == 3
+    steps = {s.steps_per_epoch() for s in shards}
+    batches = bucket_batches(data._lengths, 3, data.seed, 1, data.pool_batches)
+    assert len(batches) == 17 and steps == {8}  # an uneven tail: 1 batch dropped
+    seen: list[tuple] = []
+    for shard in shards:
+        got = list(shard.train_batches(1))
+        assert len(got) == 8
+        seen += [tuple(map(tuple, b["src"].t().tolist())) for b in got]
+    pad = data.pad
+    want = [tuple(map(tuple, pad([data.train[i] for i in b])["src"].t().tolist()))
+            for b in batches[:16]]
+    assert sorted(seen) == sorted(want)  # exactly the first 16 batches, none twice
+    examples = [ex for b in batches[:16] for ex in b]
+    assert len(examples) == len(set(examples)) == 50 - len(batches[16])
+    # another epoch is another shuffle, dealt the same way on every rank
+    assert [b["src"].tolist() for b in shards[0].train_batches(2)] != \
+        [b["src"].tolist() for b in shards[0].train_batches(1)]
+
+
+def test_lm_shards_are_the_columns_of_one_process_with_the_global_batch():
+    _, data = tiny_lm()
+    parts = [data.shard(r, 2) for r in range(2)]
+    assert [p.batch_size for p in parts] == [LM_BATCH // 2] * 2
+    assert torch.equal(torch.cat([p._train for p in parts], dim=1), data._train)
+    assert {p.steps_per_epoch() for p in parts} == {data.steps_per_epoch()}
+    assert contiguous_slice(403, 1, 2, 4) == slice(200, 400)
+
+
+def test_a_world_that_does_not_divide_the_batch_is_refused():
+    assert per_rank_batch(32, 4) == 8
+    with pytest.raises(ConfigError) as exc:
+        per_rank_batch(6, 4)
+    assert "train.batch_size=4" in exc.value.hint and "8" in exc.value.hint
+
+
+# --------------------------------------------------------------------------- gradients
+@pytest.mark.parametrize("task", ["lm", "translate"])
+def test_two_ranks_give_the_gradients_of_one_process_with_both_batches(tmp_path, task):
+    """2 ranks x batch B, one step == 1 process x 2B (the two batches the ranks ran at
+    step 0, in one batch), to fp32 tolerance."""
+    [(code, _, err), (code1, _, err1)] = run_ranks(
+        [sys.executable, str(WORKER), "grads", task, str(tmp_path)], tmp_path)
+    assert code == code1 == 0, err + err1
+    got = load_file(str(tmp_path / "grads.safetensors"))
+    if task == "lm":
+        model, data = tiny_lm()  # one process, the global batch LM_BATCH
+        batch = next(iter(data.train_batches(0)))
+    else:
+        model, data = tiny_translation()
+        first_two = bucket_batches(data._lengths, 3, data.seed, 0, data.pool_batches)[:2]
+        batch = data.pad([data.train[i] for b in first_two for i in b])
+    one = trainer(model, data, SINGLE, tmp_path, [])
+    loss, tokens = one._train_step([batch])
+    ran = json.loads((tmp_path / "loss.json").read_text())
+    assert ran["tokens"] == tokens and ran["loss"] == pytest.approx(loss, rel=1e-6)
+    for name, p in model.named_parameters():
+        if p.grad is None:
+            continue
+        assert torch.allclose(got[name], p.grad, rtol=1e-5, atol=1e-7), name
+    assert any(float(g.abs().max()) > 1e-3 for g in got.values())  # not all zero
+
+
+def test_accumulation_all_reduces_once_per_optimizer_step_and_only_rank0_writes(tmp_path):
+    results = run_ranks([sys.executable, str(WORKER), "accum", str(tmp_path)], tmp_path)
+    assert all(code == 0 for code, _, _ in results), [err for _, _, err in results]
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
+    # 2 optimizer steps of 2 batches: 2 gradient all-reduces (a tiny model is one bucket)
+    assert r0["steps"] == r1["steps"] == 2
+    assert r0["allreduces"] == r1["allreduces"] == 2
+    assert r0["saves"] == ["best", "last"] and "metrics.jsonl" in r0["files"]
+    assert r1["saves"] == [] and r1["files"] == []
+
+
+# --------------------------------------------------------------------------- the CLI
+def lm_args(train: Path, valid: Path, out: Path, *sets: str) -> list[str]:
+    args = ["train", "lm", "--train-file", str(train), "--valid-file", str(valid),
+            "--config", "lm-tiny", "--out", str(out), "--json"]
+    for s in ("train.batch_size=4", "train.bptt=5", "train.log_every=1", "model.layers=2",
+              "model.dropout=0.3", "train.eval_every=4", *sets):
+        args += ["--set", s]
+    return args
+
+
+@pytest.mark.slow
+def test_resumed_two_rank_training_equals_uninterrupted_bitwise(tmp_path):
+    """2-layer LSTM with dropout: each rank's RNG and recurrent state survive in last/."""
+    train, valid = write_corpus(tmp_path, 12)
+    one, two = tmp_path / "one", tmp_path / "two"
+    for out, steps in ((one, 10), (two, 5)):
+        res = run_ranks(seqtool_cmd(*lm_args(train, valid, out, "train.epochs=2",
+                                             f"train.max_steps={steps}")), tmp_path)
+        assert [r[0] for r in res] == [0, 0], [r[2] for r in res]
+    assert state(two)["step_in_epoch"] == 5 and state(two)["world_size"] == 2
+    res = run_ranks(seqtool_cmd("train", "lm", "--resume", two, "--json",
+                                "--set", "train.max_steps=10"), tmp_path)
+    assert [r[0] for r in res] == [0, 0], [r[2] for r in res]
+    assert json.loads(res[0][1])["steps"] == 10 and res[1][1] == ""  # rank 0 alone prints
+    assert_same_weights(one, two)
+    lines = (two / "train.jsonl").read_text().splitlines()
+    assert [json.loads(ln)["step"] for ln in lines] == list(range(1, 11))  # written once
+
+
+@pytest.mark.slow
+def test_resume_with_another_world_size_is_refused(tmp_path):
+    train, valid = write_corpus(tmp_path, 6)
+    run = tmp_path / "run"
+    res = run_ranks(seqtool_cmd(*lm_args(train, valid, run, "train.epochs=1",
+                                         "train.max_steps=2")), tmp_path)
+    assert [r[0] for r in res] == [0, 0], [r[2] for r in res]
+    from cli_runner import assert_user_error, run_subprocess
+
+    res1 = run_subprocess("train", "lm", "--resume", run, home=tmp_path)
+    assert_user_error(res1, "2 process", "--nproc 2")
+
+
+def test_batch_that_does_not_divide_is_one_error_line(tmp_path):
+    train, valid = write_corpus(tmp_path, 6)
+    res = run_ranks(seqtool_cmd(*lm_args(train, valid, tmp_path / "r", "train.batch_size=5")),
+                    tmp_path)
+    assert [r[0] for r in res] == [2, 2]
+    errors = [ln for _, _, err in res for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "does not divide among 2" in errors[0]
+    assert "Traceback" not in res[0][2] + res[1][2]
+
+
+def wait_for_steps(run: Path, steps: int, procs: list[subprocess.Popen], limit: float = 60
+                   ) -> None:
+    log = run / "train.jsonl"
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        if log.exists() and len(log.read_text().splitlines()) >= steps:
+            return
+        assert all(p.poll() is None for p in procs), finish(procs)
+        time.sleep(0.05)
+    raise AssertionError("training did not start")
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_rank_stops_both_after_the_same_step_and_resumes(tmp_path):
+    train, valid = write_corpus(tmp_path, 40)
+    one, two = tmp_path / "one", tmp_path / "two"
+    res = run_ranks(seqtool_cmd(*lm_args(train, valid, one, "train.epochs=3")), tmp_path)
+    assert [r[0] for r in res] == [0, 0], [r[2] for r in res]
+    procs = start_ranks(seqtool_cmd(*lm_args(train, valid, two, "train.epochs=3")), tmp_path)
+    wait_for_steps(two, 3, procs)
+    procs[1].send_signal(signal.SIGTERM)  # rank 1 only: rank 0 learns it in the all-reduce
+    (code0, _, err0), (code1, _, err1) = finish(procs, 60)
+    assert (code0, code1) == (130, 130), err0 + err1
+    assert "error: interrupted at step" in err0 and "--resume" in err0
+    assert err1.count("error:") == 0 and "Traceback" not in err0 + err1
+    stopped = state(two)["global_step"]
+    assert 3 <= stopped < 120
+    res = run_ranks(seqtool_cmd("train", "lm", "--resume", two, "--json"), tmp_path)
+    assert [r[0] for r in res] == [0, 0], [r[2] for r in res]
+    assert_same_weights(one, two)
+
+
+def test_a_killed_rank_ends_the_others_with_an_error_line(tmp_path):
+    train, valid = write_corpus(tmp_path, 40)
+    run = tmp_path / "run"
+    procs = start_ranks(seqtool_cmd(*lm_args(train, valid, run, "train.epochs=1000",
+                                             "train.dist_timeout=20")), tmp_path)
+    wait_for_steps(run, 3, procs)
+    procs[1].kill()
+    start = time.monotonic()
+    out, err = procs[0].communicate(timeout=60)
+    procs[1].communicate()
+    assert time.monotonic() - start < 20
+    assert procs[0].returncode == 2, err
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "lost the other processes" in errors[0], err
+    assert "hint:" in err and "Traceback" not in err
