@@ -14,6 +14,7 @@ class SeqtoolError(Exception):
     """Base class: a message for the user plus an optional hint."""
 
     exit_code = 2
+    every_rank = False  # under torchrun: raised alike on every rank, so rank 0 alone says it
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)

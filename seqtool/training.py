@@ -208,7 +208,7 @@ class Trainer:
                 "own random and recurrent state", "resume with the same number: "
                 + (f"torchrun --nproc-per-node {trained} -m seqtool train ... --resume RUN "
                    f"(or --nproc {trained})" if trained > 1 else "without torchrun"))
-            err.every_rank = True  # type: ignore[attr-defined]
+            err.every_rank = True
             raise err
         if int(state.get("accum_steps", 1)) != self.cfg.accum_steps and state["step_in_epoch"]:
             raise TrainingError(
@@ -299,7 +299,7 @@ class Trainer:
                 f"loss became {value} at step {self.state.global_step + 1}; nothing was saved "
                 "from this step", "lower train.lr or set train.clip; resume from last/ with "
                 "--resume RUN --set train.lr=...")
-            err.every_rank = True  # type: ignore[attr-defined]
+            err.every_rank = True
             raise err
         for p in self.module.parameters():
             if p.grad is not None:
@@ -336,12 +336,12 @@ class Trainer:
         cfg, st = self.cfg, self.state
         metrics = evaluate_loss(self.module, self.data.valid_batches(), self.device,
                                 cfg.precision)
-        record: dict[str, Any] = {"step": st.global_step, "epoch": st.epoch + st.step_in_epoch
-                  / max(1, self._steps_per_epoch()), "tokens": st.tokens_seen,
-                  "elapsed_s": st.elapsed_s, "lr": st.lr,
-                  "valid_loss": metrics["loss"], "valid_ppl": metrics["ppl"],
-                  **{f"valid_{k}": v for k, v in metrics.items()
-                     if k not in ("loss", "ppl", "tokens")}}
+        record: dict[str, Any] = {
+            "step": st.global_step, "epoch": st.epoch + st.step_in_epoch
+            / max(1, self._steps_per_epoch()), "tokens": st.tokens_seen,
+            "elapsed_s": st.elapsed_s, "lr": st.lr,
+            "valid_loss": metrics["loss"], "valid_ppl": metrics["ppl"],
+            **{f"valid_{k}": v for k, v in metrics.items() if k not in ("loss", "ppl", "tokens")}}
         record.update({f"valid_{k}": v for k, v in self._extra_metrics().items()})
         score = record[self.data.metric]
         best_seen = self._best_seen()
@@ -453,13 +453,10 @@ class Trainer:
                 self._save_last()
         except KeyboardInterrupt:
             hint = f"resume with: {self.resume_command} --resume {self.run_dir}"
-            if self.world.parallel and not self._stop_all:  # a second signal: at once
-                raise Interrupted("interrupted again before the step ended; last/ holds "
-                                  "the last saved step", hint) from None
             self._save_last()
             err = Interrupted(f"interrupted at step {st.global_step}; saved {self.run_dir}/last",
                               hint)
-            err.every_rank = True  # type: ignore[attr-defined]
+            err.every_rank = True
             raise err from None
         summary = {"stop_reason": stop_reason, "steps": st.global_step,
                    "tokens_seen": st.tokens_seen, "elapsed_s": st.elapsed_s,
@@ -533,7 +530,8 @@ def _groups(batches: Iterable[dict[str, Tensor]], size: int, skip: int = 0
 def _stop_after_the_step(trainer: Trainer) -> Any:
     """With several ranks, Ctrl-C/SIGTERM only asks to stop: the ranks agree on it in
     the step's all-reduce and stop together after that step, so every rank saves
-    the same step. A second signal stops at once."""
+    the same step. More signals change nothing: on Ctrl-C a terminal signals every
+    process and torchrun passes it on again (then kills what is left after 30 s)."""
     import signal
     import threading
 
@@ -542,8 +540,6 @@ def _stop_after_the_step(trainer: Trainer) -> Any:
         return
 
     def ask(signum: int, frame: Any) -> None:
-        if trainer._stop_asked:
-            raise KeyboardInterrupt
         trainer._stop_asked = True
 
     old = {s: signal.signal(s, ask) for s in (signal.SIGINT, signal.SIGTERM)}

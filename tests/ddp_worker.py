@@ -106,7 +106,7 @@ def accum(out: Path) -> None:
         return ddp
 
     dist_mod.wrap = counting_wrap
-    import torch.distributed.algorithms.ddp_comm_hooks.default_hooks  # noqa: F401
+    import torch.distributed.algorithms.ddp_comm_hooks.default_hooks
 
     model, data = tiny_lm()
     run_dir = out / f"rank{world.rank}"

@@ -278,7 +278,7 @@ def _fail(exc: SeqtoolError, debug: bool) -> Any:
         traceback.print_exc()
     rank = _rank()
     if rank and not debug and (isinstance(exc, (ConfigError, Interrupted))
-                               or getattr(exc, "every_rank", False)):
+                               or exc.every_rank):
         sys.exit(exc.exit_code)  # every rank has it; rank 0 says it once
     print_error(f"rank {rank}: {exc.message}" if rank else exc.message, exc.hint)
     sys.exit(exc.exit_code)
