@@ -11,9 +11,14 @@ the end are printed beside it to show that the two runs learn the same thing.
 
 tokens/s is the steady state from RUN/train.jsonl: the tokens between the first
 and the last progress report over the seconds between them (the first
---log-every steps, which include start-up, are left out).
+--log-every steps, which include start-up, are left out). The machine is shared,
+so the two setups alternate for --rounds rounds (A B, B A, A B, ...) and the
+table gives each setup's median and the ratio of the medians.
 
-    flock /work/bench.lock .venv/bin/python bench/ddp_speed.py [--steps 150] [--tasks lm,translate]
+    .venv/bin/python bench/ddp_speed.py [--steps 60] [--rounds 3] [--tasks lm|translate]
+
+(on a shared machine under a lock, so that no two benchmarks overlap:
+`flock ../../bench.lock .venv/bin/python bench/ddp_speed.py ...`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,9 +59,9 @@ def steady_tokens_per_s(run: Path) -> float:
 
 
 def run_one(task: str, setup: str, steps: int, log_every: int, home: Path,
-            env: dict[str, str]) -> dict[str, Any]:
+            env: dict[str, str], round_: int) -> dict[str, Any]:
     args, _, metric = TASKS[task]
-    out = home / f"{task}-{setup.split()[0]}"
+    out = home / f"{task}-{setup.split()[0]}-{round_}"
     sets = [f"train.max_steps={steps}", "train.max_minutes=0", "train.epochs=1",
             "train.eval_every=0", f"train.log_every={log_every}"]
     cmd = [*args, "--out", str(out), "--json", *SETUPS[setup]]
@@ -67,7 +73,7 @@ def run_one(task: str, setup: str, steps: int, log_every: int, home: Path,
     summary = json.loads(p.stdout.strip().splitlines()[-1])
     reports = [json.loads(ln) for ln in (out / "train.jsonl").read_text().splitlines()]
     evals = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
-    return {"task": task, "setup": setup, "steps": summary["steps"],
+    return {"task": task, "setup": setup, "round": round_, "steps": summary["steps"],
             "tokens_per_s": steady_tokens_per_s(out), "last_train_loss": reports[-1]["loss"],
             metric: evals[-1][metric], "command": "seqtool " + " ".join(
                 a if "/" not in a else "RUN" for a in cmd)}
@@ -75,9 +81,10 @@ def run_one(task: str, setup: str, steps: int, log_every: int, home: Path,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=150)
-    ap.add_argument("--log-every", type=int, default=25)
-    ap.add_argument("--tasks", default="lm,translate")
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--log-every", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--tasks", default="lm")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
@@ -89,20 +96,27 @@ def main() -> None:
             p = seqtool(["corpus", "import", corpus, "--from", str(CORPORA / corpus)], env)
             if p.returncode != 0:
                 raise SystemExit(p.stderr)
-            pair = [run_one(task, s, a.steps, a.log_every, home, env) for s in SETUPS]
-            base = pair[0]["tokens_per_s"]
+            runs = []
+            for i in range(a.rounds):
+                order = list(SETUPS) if i % 2 == 0 else list(SETUPS)[::-1]
+                runs += [run_one(task, s, a.steps, a.log_every, home, env, i) for s in order]
+            results += runs
             metric = TASKS[task][2]
-            for r in pair:
-                r["ratio"] = r["tokens_per_s"] / base
-                results.append(r)
-                rows.append([task, r["setup"], r["steps"], fmt(r["tokens_per_s"], 0),
-                             fmt(r["ratio"]), fmt(r["last_train_loss"], 4),
-                             f"{metric} {r[metric]:.2f}"])
-    table = markdown_table(["task", "setup", "steps", "tokens/s", "vs 1 x 2", "train loss",
-                            "validation"], rows)
+            medians = {s: statistics.median(r["tokens_per_s"] for r in runs if r["setup"] == s)
+                       for s in SETUPS}
+            base = medians[next(iter(SETUPS))]
+            for s, median in medians.items():
+                mine = [r for r in runs if r["setup"] == s]
+                rows.append([task, s, mine[-1]["steps"],
+                             ", ".join(fmt(r["tokens_per_s"], 0) for r in mine),
+                             fmt(median, 0), fmt(median / base),
+                             fmt(mine[-1]["last_train_loss"], 4),
+                             f"{metric} {mine[-1][metric]:.2f}"])
+    table = markdown_table(["task", "setup", "steps", "tokens/s of each round",
+                            "median", "vs 1 x 2", "train loss", "validation"], rows)
     print(table)
-    path = write_result("ddp_speed", {"machine": machine_info(), "results": results,
-                                      "table": table})
+    path = write_result(f"ddp_speed_{a.tasks.replace(',', '_')}",
+                        {"machine": machine_info(), "results": results, "table": table})
     print(f"\nwritten {path.relative_to(ROOT)}")
 
 

@@ -1,7 +1,7 @@
 """One rank of the data-parallel tests (tests/test_distributed.py starts two of these
 with RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set, as torchrun would).
 
-    python tests/ddp_worker.py grads lm|translate OUT    gradients after one step
+    python tests/ddp_worker.py grads lm|translate OUT [cpu|cuda]   gradients after one step
     python tests/ddp_worker.py accum OUT                 all-reduces per optimizer step
 
 Both build the tiny data and models of `tiny_lm` / `tiny_translation` below, which
@@ -56,30 +56,30 @@ def tiny_translation(seed: int = 3, batch_size: int = 6, n_pairs: int = 50
 
 
 def trainer(model: Any, data: Any, world: World, run_dir: Path, saves: list[str],
-            **train: Any) -> Any:
+            device: str = "cpu", **train: Any) -> Any:
     from seqtool.training import Trainer
 
     cfg = TrainConfig(**{"optimizer": "sgd", "lr": 0.1, "clip": 0.0, "patience": 0,
                          "log_every": 1, **train})
-    return Trainer(model, data, cfg, run_dir, lambda name, _: saves.append(name),
-                   world=world)
+    return Trainer(model.to(device), data, cfg, run_dir, lambda name, _: saves.append(name),
+                   device=device, world=world)
 
 
-def grads(task: str, out: Path) -> None:
+def grads(task: str, out: Path, device: str = "cpu") -> None:
     """This rank's gradients after one step on its first batch (rank 0 writes them)."""
     from safetensors.torch import save_file
 
     from seqtool.distributed import wrap
 
     world = world_from_env()
-    init(world, "cpu", 30)
+    device = init(world, device, 30)  # cuda: this rank's GPU, nccl
     model, data = tiny_lm() if task == "lm" else tiny_translation()
-    t = trainer(model, data.shard(world.rank, world.size), world, out, [])
+    t = trainer(model, data.shard(world.rank, world.size), world, out, [], device)
     t.model = wrap(t.module, t.device)
     batch = next(iter(t.data.train_batches(0)))
     loss, tokens = t._train_step([batch])
     if world.main:
-        save_file({n: p.grad for n, p in model.named_parameters() if p.grad is not None},
+        save_file({n: p.grad.cpu() for n, p in model.named_parameters() if p.grad is not None},
                   str(out / "grads.safetensors"))
         (out / "loss.json").write_text(json.dumps({"loss": loss, "tokens": tokens}))
 
@@ -123,6 +123,6 @@ def accum(out: Path) -> None:
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "grads":
-        grads(sys.argv[2], Path(sys.argv[3]))
+        grads(sys.argv[2], Path(sys.argv[3]), *sys.argv[4:])
     else:
         accum(Path(sys.argv[2]))

@@ -111,30 +111,65 @@ def test_a_world_that_does_not_divide_the_batch_is_refused():
 
 
 # --------------------------------------------------------------------------- gradients
-@pytest.mark.parametrize("task", ["lm", "translate"])
-def test_two_ranks_give_the_gradients_of_one_process_with_both_batches(tmp_path, task):
-    """2 ranks x batch B, one step == 1 process x 2B (the two batches the ranks ran at
-    step 0, in one batch), to fp32 tolerance."""
-    [(code, _, err), (code1, _, err1)] = run_ranks(
-        [sys.executable, str(WORKER), "grads", task, str(tmp_path)], tmp_path)
-    assert code == code1 == 0, err + err1
-    got = load_file(str(tmp_path / "grads.safetensors"))
+def one_process_reference(tmp_path: Path, task: str) -> tuple[torch.nn.Module, float, int]:
+    """The model after one step of 1 process on the global batch: for the LM its first
+    window at batch LM_BATCH, for translation the two batches the ranks ran at step 0
+    as one batch."""
     if task == "lm":
-        model, data = tiny_lm()  # one process, the global batch LM_BATCH
+        model, data = tiny_lm()
         batch = next(iter(data.train_batches(0)))
     else:
         model, data = tiny_translation()
         first_two = bucket_batches(data._lengths, 3, data.seed, 0, data.pool_batches)[:2]
         batch = data.pad([data.train[i] for b in first_two for i in b])
-    one = trainer(model, data, SINGLE, tmp_path, [])
-    loss, tokens = one._train_step([batch])
+    loss, tokens = trainer(model, data, SINGLE, tmp_path, [])._train_step([batch])
+    return model, loss, tokens
+
+
+def assert_same_gradients(got: dict[str, torch.Tensor], model: torch.nn.Module,
+                          rtol: float = 1e-5, atol: float = 1e-7) -> None:
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            assert torch.allclose(got[name], p.grad, rtol=rtol, atol=atol), name
+    assert any(float(g.abs().max()) > 1e-3 for g in got.values())  # not all zero
+
+
+@pytest.mark.parametrize("task", ["lm", "translate"])
+def test_two_ranks_give_the_gradients_of_one_process_with_both_batches(tmp_path, task):
+    """2 ranks x batch B, one step == 1 process x 2B, to fp32 tolerance."""
+    [(code, _, err), (code1, _, err1)] = run_ranks(
+        [sys.executable, str(WORKER), "grads", task, str(tmp_path)], tmp_path)
+    assert code == code1 == 0, err + err1
+    model, loss, tokens = one_process_reference(tmp_path, task)
     ran = json.loads((tmp_path / "loss.json").read_text())
     assert ran["tokens"] == tokens and ran["loss"] == pytest.approx(loss, rel=1e-6)
-    for name, p in model.named_parameters():
-        if p.grad is None:
-            continue
-        assert torch.allclose(got[name], p.grad, rtol=1e-5, atol=1e-7), name
-    assert any(float(g.abs().max()) > 1e-3 for g in got.values())  # not all zero
+    assert_same_gradients(load_file(str(tmp_path / "grads.safetensors")), model)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices (nccl: one "
+                    "GPU per rank)")
+def test_two_gpus_with_nccl_give_the_gradients_of_one_process(tmp_path):
+    res = run_ranks([sys.executable, str(WORKER), "grads", "translate", str(tmp_path), "cuda"],
+                    tmp_path)
+    assert [r[0] for r in res] == [0, 0], [r[2] for r in res]
+    model, _, _ = one_process_reference(tmp_path, "translate")  # on the CPU
+    assert_same_gradients(load_file(str(tmp_path / "grads.safetensors")), model, 1e-3, 1e-5)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[
+    pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")])])
+def test_accumulating_two_batches_gives_the_gradients_of_both_in_one(tmp_path, device):
+    """accum_steps 2 in one process: the loss per token over both batches, not the mean
+    of the two batches' means."""
+    model, data = tiny_translation()
+    batches = bucket_batches(data._lengths, 3, data.seed, 0, data.pool_batches)[:2]
+    ref, loss, tokens = one_process_reference(tmp_path, "translate")
+    t = trainer(model, data, SINGLE, tmp_path, [], device, accum_steps=2)
+    loss2, tokens2 = t._train_step([data.pad([data.train[i] for i in b]) for b in batches])
+    assert tokens2 == tokens and loss2 == pytest.approx(loss, rel=1e-5)
+    got = {n: p.grad.cpu() for n, p in model.named_parameters() if p.grad is not None}
+    assert_same_gradients(got, ref, 1e-4 if device == "cuda" else 1e-5)
 
 
 def test_accumulation_all_reduces_once_per_optimizer_step_and_only_rank0_writes(tmp_path):
