@@ -120,6 +120,13 @@ def init(world: World, device: str, timeout_s: float) -> str:
     import torch.distributed as dist
 
     if device.startswith("cuda"):
+        gpus = torch.cuda.device_count()
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world.local_rank + 1))
+        if max(per_node, world.local_rank + 1) > gpus:  # every rank of the node sees it
+            raise ConfigError(f"{per_node} processes on this machine but {gpus} CUDA "
+                              "device(s): nccl needs one GPU per process",
+                              f"use --nproc-per-node {gpus} (or --nproc {gpus}), or "
+                              "--device cpu")
         torch.cuda.set_device(world.local_rank)
         device = f"cuda:{world.local_rank}"
     if not dist.is_initialized():

@@ -282,3 +282,17 @@ def test_a_killed_rank_ends_the_others_with_an_error_line(tmp_path):
     errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "lost the other processes" in errors[0], err
     assert "hint:" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_nproc_runs_torchrun_and_rank0_alone_prints(tmp_path):
+    train, valid = write_corpus(tmp_path, 6)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    p = subprocess.run(seqtool_cmd(*lm_args(train, valid, tmp_path / "run", "train.epochs=1"),
+                                   "--nproc", "2"), env={**env, "SEQTOOL_HOME": str(tmp_path)},
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.strip().splitlines()
+    summary = json.loads(lines[-1])
+    assert summary["world_size"] == 2 and summary["steps"] == 6
+    assert sum(ln.startswith("{") for ln in lines) == 1  # one summary: rank 0's
