@@ -165,8 +165,12 @@ def peer_lost(exc: BaseException, world: World, timeout_s: float) -> PeerLost:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    """The gist of a torch error: its first sentence, without a [source.cc:123] prefix."""
+    import re
+
+    lines = str(exc).strip().splitlines()
+    text = re.sub(r"^\[[^\]]*\]\s*", "", lines[0]) if lines else type(exc).__name__
+    return text.split(". ")[0].rstrip(".")[:200]
 
 
 def all_reduce_sum(values: Sequence[float], device: torch.device | str) -> list[float]:

@@ -128,9 +128,33 @@ def _run_under_torchrun(ctx: click.Context, param: click.Parameter, nproc: int) 
             skip = True
         elif not a.startswith("--nproc="):
             args.append(a)
-    sys.stdout.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                              "--nproc-per-node", str(nproc), "-m", "seqtool", *args])
+    sys.exit(torchrun(["--standalone", "--nproc-per-node", str(nproc), "-m", "seqtool", *args]))
+
+
+def torchrun(argv: list[str]) -> int:
+    """Run torchrun's launcher in this process with `argv`; its exit code. The ranks
+    print their own error lines, so torchrun's failure report and tracebacks are left
+    out: a failed rank's exit code (2 where it was killed), or 130 on Ctrl-C/SIGTERM.
+    OMP_NUM_THREADS is 1 per rank unless set (what torchrun would set, without its
+    banner)."""
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    for name in list(logging.root.manager.loggerDict):  # its notices, not the ranks' errors
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        run(parse_args(argv))
+    except ChildFailedError as exc:
+        code = exc.get_first_failure()[1].exitcode
+        return code if code > 0 else 2
+    except (SignalException, KeyboardInterrupt):
+        return 130
+    return 0
 
 
 def config_to_resume(resume: Path, overrides: tuple[str, ...], *others: Any) -> Any:
