@@ -233,6 +233,9 @@ def run_training(cfg: RunConfig, model: Any, data: Any, run_dir: Path, resume: P
             board.close()
     summary["parameters"] = params
     if world.parallel:
+        from seqtool.distributed import close
+
+        close()  # every rank is past the last collective (the final last/)
         summary.update(world_size=world.size, rank=world.rank)
     return summary
 

@@ -296,3 +296,28 @@ def test_nproc_runs_torchrun_and_rank0_alone_prints(tmp_path):
     summary = json.loads(lines[-1])
     assert summary["world_size"] == 2 and summary["steps"] == 6
     assert sum(ln.startswith("{") for ln in lines) == 1  # one summary: rank 0's
+
+
+def test_translation_with_an_uneven_last_batch_trains_two_epochs_without_hanging(tmp_path):
+    """22 pairs in batches of 2 per rank: 11 batches, 5 steps per rank per epoch (one
+    batch dropped); rank 0 validates (greedy BLEU) while rank 1 waits."""
+    from seqtool.data.toy import chars, date_pairs
+
+    files = []
+    for name, n, seed in (("train", 22, 1), ("valid", 6, 2)):
+        pairs = [(chars(s), chars(t)) for s, t in date_pairs(n, seed=seed)]
+        for side, lines in (("src", [s for s, _ in pairs]), ("tgt", [t for _, t in pairs])):
+            path = tmp_path / f"{name}.{side}"
+            path.write_text("".join(ln + "\n" for ln in lines), "utf-8")
+            files.append(path)
+    run = tmp_path / "run"
+    res = run_ranks(seqtool_cmd(
+        "train", "translate", "--train-src", files[0], "--train-tgt", files[1], "--valid-src",
+        files[2], "--valid-tgt", files[3], "--config", "translate-tiny", "--out", run,
+        "--json", "--set", "train.batch_size=4", "--set", "train.epochs=2",
+        "--set", "train.log_every=1", "--set", "train.dist_timeout=60"), tmp_path)
+    assert [r[0] for r in res] == [0, 0], [r[2] for r in res]
+    summary = json.loads(res[0][1])
+    assert summary["steps"] == 10 and summary["stop_reason"] == "finished"
+    evals = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals] == [5, 10] and "valid_bleu" in evals[0]
