@@ -321,3 +321,25 @@ def test_translation_with_an_uneven_last_batch_trains_two_epochs_without_hanging
     assert summary["steps"] == 10 and summary["stop_reason"] == "finished"
     evals = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
     assert [e["step"] for e in evals] == [5, 10] and "valid_bleu" in evals[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["seq2seq", "hred", "vhred"])
+def test_every_chat_model_trains_with_two_ranks(tmp_path, arch):
+    """Every parameter gets a gradient in each step (DDP refuses a model that leaves one
+    out), with word dropout and VHRED's sampling drawing per rank."""
+    import random
+
+    rng = random.Random(1)
+    lines = []
+    for _ in range(40):
+        k = rng.choice(("red", "blue", "green", "gold"))
+        turns = ["hello there", f"my colour is {k}", rng.choice(("ok", "sure")), f"you said {k}"]
+        lines.append(" __eou__ ".join(turns) + " __eou__")
+    (tmp_path / "d.txt").write_text("\n".join(lines) + "\n", "utf-8")
+    res = run_ranks(seqtool_cmd(
+        "train", "chat", "--train-file", tmp_path / "d.txt", "--valid-file", tmp_path / "d.txt",
+        "--config", "chat-tiny", "--set", f"model.arch={arch}", "--set", "train.epochs=2",
+        "--out", tmp_path / "run", "--json"), tmp_path)
+    assert [r[0] for r in res] == [0, 0], [r[2] for r in res]
+    assert json.loads(res[0][1])["stop_reason"] == "finished"
