@@ -284,6 +284,28 @@ def test_a_killed_rank_ends_the_others_with_an_error_line(tmp_path):
     assert "hint:" in err and "Traceback" not in err
 
 
+def test_a_hung_rank_ends_the_others_after_the_timeout(tmp_path):
+    """A rank that stops answering (SIGSTOP: alive, its connections open) ends rank 0
+    after train.dist_timeout, not never."""
+    train, valid = write_corpus(tmp_path, 40)
+    run = tmp_path / "run"
+    procs = start_ranks(seqtool_cmd(*lm_args(train, valid, run, "train.epochs=1000",
+                                             "train.dist_timeout=5")), tmp_path)
+    wait_for_steps(run, 3, procs)
+    procs[1].send_signal(signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        _, err = procs[0].communicate(timeout=60)
+        took = time.monotonic() - start
+    finally:
+        procs[1].send_signal(signal.SIGCONT)
+        procs[1].kill()
+        procs[1].communicate()
+    assert procs[0].returncode == 2 and took < 30, (took, err)
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "within train.dist_timeout = 5 s" in errors[0], err
+
+
 @pytest.mark.slow
 def test_nproc_runs_torchrun_and_rank0_alone_prints(tmp_path):
     train, valid = write_corpus(tmp_path, 6)
