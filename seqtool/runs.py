@@ -247,7 +247,9 @@ def shard(data: Any, rank: int, world: int) -> Any:
 
     part = data.shard(rank, world)
     if part.steps_per_epoch() < 1:
-        raise DataError(f"too little training data for {world} processes: a process gets "
+        err = DataError(f"too little training data for {world} processes: a process gets "
                         "no batch", "use fewer processes, a smaller train.batch_size or "
                         "more data")
+        err.every_rank = True
+        raise err
     return part

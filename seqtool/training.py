@@ -211,10 +211,12 @@ class Trainer:
             err.every_rank = True
             raise err
         if int(state.get("accum_steps", 1)) != self.cfg.accum_steps and state["step_in_epoch"]:
-            raise TrainingError(
+            err = TrainingError(
                 f"train.accum_steps changed from {state.get('accum_steps', 1)} to "
                 f"{self.cfg.accum_steps} in the middle of an epoch",
                 "resume with the old value; it may change at an epoch's end")
+            err.every_rank = True
+            raise err
 
     def _rng_state(self) -> dict[str, Tensor]:
         rng = {"torch": torch.get_rng_state()}

@@ -365,3 +365,17 @@ def test_every_chat_model_trains_with_two_ranks(tmp_path, arch):
         "--out", tmp_path / "run", "--json"), tmp_path)
     assert [r[0] for r in res] == [0, 0], [r[2] for r in res]
     assert json.loads(res[0][1])["stop_reason"] == "finished"
+
+
+def test_accum_steps_counts_optimizer_steps_and_may_not_change_mid_epoch(tmp_path):
+    from seqtool.commands.train import train_lm
+    from seqtool.errors import TrainingError
+    from seqtool.runs import resume_config
+    from test_training import make_cfg
+
+    train, valid = write_corpus(tmp_path, 8)  # 8 batches per epoch
+    done = train_lm(make_cfg(train, valid, epochs=1, accum_steps=2), out=tmp_path / "a")
+    assert done["steps"] == 4 and done["tokens_seen"] == 8 * 4 * 5
+    train_lm(make_cfg(train, valid, epochs=2, max_steps=3), out=tmp_path / "b")
+    with pytest.raises(TrainingError, match="accum_steps changed from 1 to 2"):
+        train_lm(resume_config(tmp_path / "b", ("train.accum_steps=2",)), resume=tmp_path / "b")
