@@ -104,7 +104,10 @@ def resume_config(run_dir: Path, overrides: tuple[str, ...] = (),
     from seqtool.checkpoint import read_meta
     from seqtool.configfile import parse_override
 
+    from seqtool.folders import recover
+
     last = Path(run_dir) / "last"
+    recover(last)  # a checkpoint swap that kill -9 cut short
     if not (last / "config.json").exists():
         raise TrainingError(f"no resumable checkpoint in {run_dir}/last",
                             "give the run folder that train wrote (--out)")
@@ -159,15 +162,29 @@ def run_training(cfg: RunConfig, model: Any, data: Any, run_dir: Path, resume: P
                  reporter: Any, device: str, tokenizers: dict[str, Any],
                  stats: dict[str, Any] | None = None, data_lines: list[str] | None = None
                  ) -> dict[str, Any]:
-    """The part every task shares: checkpoint saving, the Trainer, exact resume
-    (a `--set train.lr=...` on resume takes effect), and the run's summary.
-    `tokenizers` holds `tokenizer` (and `tgt_tokenizer` for two vocabularies);
-    `data_lines` are the model card's data and tokenizer lines."""
+    """The part every task shares: the run folder's lock (folders.lock_run: a second
+    training on it refuses), checkpoint saving, the Trainer, exact resume (a `--set
+    train.lr=...` on resume takes effect), and the run's summary. `tokenizers` holds
+    `tokenizer` (and `tgt_tokenizer` for two vocabularies); `data_lines` are the
+    model card's data and tokenizer lines."""
+    from seqtool.folders import lock_run
+
+    with lock_run(run_dir):
+        if resume is None and (run_dir / "last").exists():  # the other one finished first
+            raise TrainingError(f"{run_dir} already holds a run",
+                                f"resume it with --resume {run_dir}, or choose another --out")
+        return _train_locked(cfg, model, data, run_dir, resume, reporter, device, tokenizers,
+                             stats, data_lines)
+
+
+def _train_locked(cfg: RunConfig, model: Any, data: Any, run_dir: Path, resume: Path | None,
+                  reporter: Any, device: str, tokenizers: dict[str, Any],
+                  stats: dict[str, Any] | None, data_lines: list[str] | None
+                  ) -> dict[str, Any]:
     from seqtool.checkpoint import load_training_state, read_meta, save_checkpoint
     from seqtool.models.base import count_parameters
     from seqtool.training import Trainer
 
-    run_dir.mkdir(parents=True, exist_ok=True)
     params = sum(count_parameters(model).values())
     model_line = model.describe(params)
     extra = {"data_stats": stats} if stats else {}

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from seqtool.config import TrainConfig
 from seqtool.errors import Interrupted, TrainingError
+from seqtool.folders import uninterruptible
 from seqtool.history import METRICS_FILE, TRAIN_LOG_FILE, append_record
 from seqtool.models.base import LossResult
 from seqtool.runtime import autocast, keep_freed_memory, to_device
@@ -287,16 +288,17 @@ class Trainer:
         try:
             while not stop_reason and st.epoch < cfg.epochs:
                 stop_reason, completed = self._run_epoch(steps_per_epoch, clock)
-                if completed:
-                    st.epoch += 1
-                    st.step_in_epoch = 0
-                    self.carry = None
-                    if not cfg.eval_every and self._evaluate():
-                        stop_reason = "early stopping"
-                elif ((not cfg.eval_every or st.global_step % cfg.eval_every)
-                      and stop_reason in ("max_steps", "max_minutes")):
-                    self._evaluate(scheduled=False)  # stopped mid-epoch: log where
-                self.save("last", self.training_snapshot())
+                with uninterruptible():
+                    if completed:
+                        st.epoch += 1
+                        st.step_in_epoch = 0
+                        self.carry = None
+                        if not cfg.eval_every and self._evaluate():
+                            stop_reason = "early stopping"
+                    elif ((not cfg.eval_every or st.global_step % cfg.eval_every)
+                          and stop_reason in ("max_steps", "max_minutes")):
+                        self._evaluate(scheduled=False)  # stopped mid-epoch: log where
+                    self.save("last", self.training_snapshot())
             stop_reason = stop_reason or "finished"
             st.done = stop_reason in ("finished", "early stopping")
             if st.done:
@@ -322,18 +324,20 @@ class Trainer:
         for i, batch in enumerate(self.data.train_batches(st.epoch)):
             if i < st.step_in_epoch:
                 continue
-            self._step_rng = self._rng_state()
-            loss, tokens = self._train_step(batch)
-            st.step_in_epoch += 1
-            st.global_step += 1
-            self._step_rng = None
-            st.tokens_seen += tokens
-            st.elapsed_s = clock.add(loss, tokens)
-            if st.global_step % self.cfg.log_every == 0 or st.global_step == clock.total_steps:
-                stats = clock.report(st, self._scheduled_lr())
-                append_record(self.run_dir / TRAIN_LOG_FILE, stats)
-                self.reporter.on_step(stats)
-            stop_reason = self._stop_after_step(stop_reason)
+            with uninterruptible():  # a signal waits for the step and its evaluation
+                self._step_rng = self._rng_state()
+                loss, tokens = self._train_step(batch)
+                st.step_in_epoch += 1
+                st.global_step += 1
+                self._step_rng = None
+                st.tokens_seen += tokens
+                st.elapsed_s = clock.add(loss, tokens)
+                if (st.global_step % self.cfg.log_every == 0
+                        or st.global_step == clock.total_steps):
+                    stats = clock.report(st, self._scheduled_lr())
+                    append_record(self.run_dir / TRAIN_LOG_FILE, stats)
+                    self.reporter.on_step(stats)
+                stop_reason = self._stop_after_step(stop_reason)
             if stop_reason and st.step_in_epoch < steps_per_epoch:
                 return stop_reason, False  # at the epoch's last step, close the epoch first
         return stop_reason, True

@@ -167,14 +167,16 @@ def train() -> None:
 def interrupt_on_signals() -> None:
     """Ctrl-C and SIGTERM (schedulers, `kill`) both save a resumable last/ checkpoint.
 
-    SIGINT is re-armed too: a shell starts background jobs with it ignored."""
+    SIGINT is re-armed too: a shell starts background jobs with it ignored. A signal
+    that arrives during a training step or a checkpoint write takes effect when it ends."""
     import signal
 
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+    from seqtool.folders import interrupt_handler
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, interrupt)
+    # a KeyboardInterrupt, at once or (during a training step or a checkpoint write)
+    # as soon as it ends: folders.uninterruptible
+    signal.signal(signal.SIGINT, interrupt_handler)
+    signal.signal(signal.SIGTERM, interrupt_handler)
 
 
 
