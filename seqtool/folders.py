@@ -52,10 +52,7 @@ def lock_run(run_dir: Path) -> Iterator[None]:
     except OSError:
         owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
         os.close(fd)
-        raise TrainingError(f"{run_dir} is being trained by another process"
-                            + (f" (pid {owner})" if owner.isdigit() else ""),
-                            "wait for it to finish (then --resume it), or choose another "
-                            "--out") from None
+        raise _busy(run_dir, owner) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     _held[key] = fd
@@ -64,6 +61,31 @@ def lock_run(run_dir: Path) -> Iterator[None]:
     finally:
         del _held[key]
         os.close(fd)  # releases the lock
+
+
+def check_free(run_dir: Path) -> None:
+    """A TrainingError when another process holds the run folder's lock (before a
+    --resume reads anything; lock_run then takes it)."""
+    import fcntl
+
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # never locked (or unreadable: lock_run reports it)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        raise _busy(Path(run_dir), owner) from None
+    finally:
+        os.close(fd)
+
+
+def _busy(run_dir: Path, owner: str) -> TrainingError:
+    return TrainingError(f"{run_dir} is being trained by another process"
+                         + (f" (pid {owner})" if owner.isdigit() else ""),
+                         "wait for it to finish (then --resume it), or choose another --out")
 
 
 def check_writable(folder: Path) -> None:
@@ -121,13 +143,14 @@ def _owner_gone(pid: str) -> bool:
     return False
 
 
-def write_error(folder: Path, exc: OSError) -> CheckpointError:
-    """The CheckpointError for a checkpoint write that failed with `exc`."""
+def write_error(folder: Path, exc: OSError, what: str = "the checkpoint") -> CheckpointError:
+    """The CheckpointError for a write of `folder` (a checkpoint, or a log) that failed
+    with `exc`; the checkpoints written before are intact."""
     why = {errno.ENOSPC: "the disk is full", errno.EFBIG: "a file grew past the size limit",
            errno.EDQUOT: "the disk quota is exceeded", errno.EROFS: "the disk is read-only",
            errno.EACCES: "permission denied"}.get(exc.errno or 0, exc.strerror or str(exc))
-    return CheckpointError(f"could not write the checkpoint {folder}: {why}; the previous "
-                           f"one is intact", "free space (or choose another --out) and "
+    return CheckpointError(f"could not write {what} {folder}: {why}; the previous "
+                           f"checkpoint is intact", "free space (or choose another --out) and "
                            "resume from the run's last/ with --resume")
 
 

@@ -104,8 +104,9 @@ def resume_config(run_dir: Path, overrides: tuple[str, ...] = (),
     from seqtool.checkpoint import read_meta
     from seqtool.configfile import parse_override
 
-    from seqtool.folders import recover
+    from seqtool.folders import check_free, recover
 
+    check_free(run_dir)
     last = Path(run_dir) / "last"
     recover(last)  # a checkpoint swap that kill -9 cut short
     if not (last / "config.json").exists():
@@ -141,6 +142,7 @@ def start_run(cfg: RunConfig, out: Path | None, resume: Path | None, threads: in
     A missing optional package the config asks for fails here, before any work."""
     import torch
 
+    from seqtool.folders import check_free
     from seqtool.runtime import set_threads
 
     if cfg.train.tensorboard:
@@ -152,6 +154,7 @@ def start_run(cfg: RunConfig, out: Path | None, resume: Path | None, threads: in
     if resume is not None:
         return Path(resume)
     run_dir = Path(out) if out else default_run_dir(cfg)
+    check_free(run_dir)  # another training there: say so, not "already holds a run"
     if (run_dir / "last").exists():
         raise TrainingError(f"{run_dir} already holds a run",
                             f"resume it with --resume {run_dir}, or choose another --out")
