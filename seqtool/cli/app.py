@@ -102,7 +102,7 @@ def run_options(task: str, set_example: str) -> Any:
         out_option(task),
         click.option("--resume", type=click.Path(path_type=Path),
                      help="Continue the run in this folder exactly where it stopped."),
-        click.option("--threads", type=int, default=0,
+        click.option("--threads", type=click.IntRange(min=0), default=0,
                      help="CPU threads (0 = torch's default)."),
         device_option,
         json_option,
