@@ -100,7 +100,11 @@ def _crafted(run: Path, d: Path, marker: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def w(tmp_path_factory) -> World:
-    root = tmp_path_factory.mktemp("bad")
+    return build_world(tmp_path_factory.mktemp("bad"))
+
+
+def build_world(root: Path) -> World:
+    """Tiny runs of each kind, the bad files and the crafted checkpoints under `root`."""
     data = make_data(root / "data")
     runs = {}
     for kind in KINDS:
@@ -196,7 +200,8 @@ CASES += [
     Case("evaluate-lm-10mb-line", lambda w: ["evaluate", "lm", *lm(w), "--file",
                                              w.files["long"]], expect="ok"),
     Case("translate-10mb-line", lambda w: ["translate", *tr(w)],
-         stdin="the cat " * (10 * 2**20 // 8) + "\nthe dog\n", expect="ok", lines=2),
+         stdin="the cat " * (10 * 2**20 // 8) + "\nthe dog\n", expect="ok", lines=2,
+         words=("over the limit",)),
     Case("predict-10mb-line", lambda w: ["predict", *lm(w)],
          stdin="the cat " * (10 * 2**20 // 8) + "\n", expect="ok", lines=1),
 ]
@@ -209,7 +214,7 @@ CASES += [
          lines=5),
     Case("chat-odd-stdin", lambda w: ["chat", *ch(w)], stdin=ODD, expect="ok", lines=5),
     Case("translate-100k-prompt", lambda w: ["translate", "the cat " * 12500, *tr(w)],
-         expect="ok", lines=1),
+         expect="ok", lines=1, words=("over the limit",)),
     Case("predict-100k-prompt", lambda w: ["predict", "the cat " * 12500, *lm(w), "--json"],
          expect="ok"),
     Case("generate-100k-prompt", lambda w: ["generate", "the cat " * 12500, *lm(w),
@@ -299,6 +304,7 @@ def test_case(case: Case, w: World) -> None:
         assert_user_error(res, *case.words)
     else:
         assert res.code == 0, res.err
+        assert all(word in res.err for word in case.words), res.err
         if case.lines >= 0:
             assert len(res.out.splitlines()) == case.lines, res.out[:500]
     if case.out:
