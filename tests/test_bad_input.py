@@ -84,6 +84,11 @@ def _crafted(run: Path, d: Path, marker: Path) -> dict[str, Path]:
     c["traversal"] = copy("traversal")
     (c["traversal"] / "tokenizer.json").write_text(json.dumps(
         {"kind": "unigram", "model_file": "../../../../etc/passwd"}))
+    c["config_paths"] = copy("config_paths")  # names files outside: never opened by a load
+    meta = json.loads((c["config_paths"] / CONFIG_FILE).read_text())
+    meta["tokenizer"]["path"] = "../../../../etc"
+    meta["data"]["train_file"] = "/etc/shadow"
+    (c["config_paths"] / CONFIG_FILE).write_text(json.dumps(meta))
     outside = d / "outside.safetensors"
     shutil.copy(src / WEIGHTS_FILE, outside)
     c["symlink"] = copy("symlink")
@@ -262,6 +267,23 @@ CASES += [
     Case("evaluate-translate-batch-size=0", lambda w: [
         "evaluate", "translate", *tr(w), "--src-file", w.data["src_valid"], "--ref-file",
         w.data["tgt_valid"], "--batch-size", "0"]),
+    Case("evaluate-translate-beam=0", lambda w: [
+        "evaluate", "translate", *tr(w), "--src-file", w.data["src_valid"], "--ref-file",
+        w.data["tgt_valid"], "--beam", "0"], words=("--beam",)),
+    Case("evaluate-chat-temperature=nan", lambda w: [
+        "evaluate", "chat", *ch(w), "--file", w.data["chat_valid"], "--sample",
+        "--temperature", "nan"]),
+    Case("evaluate-chat-top-p=2", lambda w: [
+        "evaluate", "chat", *ch(w), "--file", w.data["chat_valid"], "--sample", "--top-p", "2"]),
+    Case("evaluate-chat-batch-size=0", lambda w: [
+        "evaluate", "chat", *ch(w), "--file", w.data["chat_valid"], "--batch-size", "0"]),
+    Case("generate-top-k=-1", lambda w: ["generate", "the", *lm(w), "--top-k", "-1"]),
+    Case("generate-seed=nan", lambda w: ["generate", "the", *lm(w), "--seed", "nan"]),
+    *[Case(f"word2vec-{flag}={v}", lambda w, f=flag, v=v: [
+        "train", "word2vec", "--train-file", w.data["lm_train"], f"--{f}", v, "--out",
+        w.out(f"w2v-{f}")], out=f"w2v-{flag}")
+      for flag, v in (("dim", "0"), ("window", "-1"), ("negative", "-1"), ("epochs", "0"),
+                      ("alpha", "nan"), ("sample", "-1"), ("min-count", "-1"))],
     Case("average-last=0", lambda w: ["average", w.runs["lm"], "--last", "0", "--out",
                                       w.out("avg")], out="avg"),
 ]
@@ -285,6 +307,8 @@ for name in ("truncated", "shapes", "junk_tok", "junk_config", "newer", "travers
                                                              w.ckpts[n]]),
               Case(f"info-ckpt-{name}", lambda w, n=name: ["info", w.ckpts[n]])]
 CASES += [
+    Case("predict-ckpt-config-paths-outside", lambda w: ["predict", "the cat", "--model",
+                                                         w.ckpts["config_paths"]], expect="ok"),
     Case("translate-with-lm", lambda w: ["translate", "the cat", *lm(w)], words=("'lm'",)),
     Case("chat-with-translate", lambda w: ["chat", *tr(w)], stdin="hi\n",
          words=("'translate'",)),
@@ -366,3 +390,26 @@ def test_stream_one_line_per_input_bounded(w: World) -> None:
     res = run_cli("chat", *ch(w), stdin="\n".join(turns) + "\n")
     assert res.code == 0, res.err[-500:]
     assert len(res.out.splitlines()) == len(turns)
+
+
+def test_tampered_corpus_files_are_refused(corpora_dir: Path, tmp_path: Path,
+                                           seqtool_home: Path) -> None:
+    """A corpus folder with one byte changed fails its checksum: one error line, and the
+    store keeps what it had (nothing, then the good copy)."""
+    good = corpora_dir / "addition"
+    bad = tmp_path / "addition"
+    shutil.copytree(good, bad)
+    data = bad / "addition.txt"
+    data.chmod(0o644)
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 1
+    data.write_bytes(bytes(raw))
+    store = seqtool_home / "corpora" / "addition"
+    assert_user_error(run_cli("corpus", "import", "addition", "--from", bad),
+                      "checksum mismatch")
+    assert not store.exists()
+    assert run_cli("corpus", "import", "addition", "--from", good).code == 0
+    assert_user_error(run_cli("corpus", "import", "addition", "--from", bad),
+                      "checksum mismatch")
+    assert (store / "addition.txt").read_bytes() == (good / "addition.txt").read_bytes()
+    assert [p.name for p in store.parent.iterdir()] == ["addition"]
