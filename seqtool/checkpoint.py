@@ -14,6 +14,7 @@ so a crash never leaves half a checkpoint. Loading never unpickles.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -36,25 +37,40 @@ STEP_PREFIX = "ckpt-"  # <run>/ckpt-<step>/: train.keep_last's checkpoints
 
 
 def atomic_folder_write(folder: Path, write: Any) -> None:
-    """Call write(tmp_folder), then swap tmp_folder into place atomically."""
+    """Call write(tmp_folder), then swap tmp_folder into place atomically.
+
+    Signals wait for the swap (folders.uninterruptible); a kill -9 between its two
+    renames is finished by folders.recover; a failed write (disk full, read-only)
+    raises one CheckpointError and leaves the previous folder as it was."""
+    from seqtool.folders import recover, uninterruptible, write_error
+
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
     old = folder.parent / f".{folder.name}.old-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        write(tmp)
-        for f in tmp.rglob("*"):  # data on disk before the rename
-            if f.is_file():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+    with uninterruptible():
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            recover(folder)
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            try:
+                write(tmp)
+                for f in tmp.rglob("*"):  # data on disk before the rename
+                    if f.is_file():
+                        with open(f, "rb") as fh:
+                            os.fsync(fh.fileno())
+                if folder.exists():
+                    os.replace(folder, old)
+                os.replace(tmp, folder)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError as exc:
+            raise write_error(folder, exc) from None
+        except Exception as exc:  # safetensors reports a failed write as its own error
+            if type(exc).__name__ != "SafetensorError":
+                raise
+            raise write_error(folder, OSError(0, str(exc).splitlines()[0][:120])) from None
 
 
 def step_checkpoint_name(step: int) -> str:
@@ -148,22 +164,58 @@ def save_checkpoint(folder: Path, *, model: Any, config: Any, tokenizer: Any,
     atomic_folder_write(folder, write)
 
 
+UNTRUSTED_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt", ".joblib", ".npy",
+                      ".npz")  # formats that may hold a pickle: never read, refused
+PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip archive, a raw pickle
+
+
 def resolve_folder(path: str | Path) -> Path:
-    """A checkpoint folder, or a run folder (its best/, else last/)."""
+    """A checkpoint folder, or a run folder (its best/, else last/), checked by
+    check_untrusted before anything in it is read."""
+    from seqtool.folders import recover
+
     p = Path(path)
+    for f in (p, p / "best", p / "last"):  # a swap cut short by kill -9
+        with contextlib.suppress(OSError):
+            recover(f)
     if not p.exists():
         raise CheckpointError(f"checkpoint not found: {p}",
                               "give a checkpoint folder or a run folder (seqtool train ... --out)")
     if p.is_file():
         raise CheckpointError(f"{p} is a file; a seqtool checkpoint is a folder",
                               f"give the folder that holds {CONFIG_FILE} and {WEIGHTS_FILE}")
-    if (p / CONFIG_FILE).exists():
-        return p
+    found = p if (p / CONFIG_FILE).exists() else None
     for sub in ("best", "last"):
-        if (p / sub / CONFIG_FILE).exists():
-            return p / sub
-    raise CheckpointError(f"no seqtool checkpoint in {p} (no {CONFIG_FILE})",
-                          "give a checkpoint folder or a run folder")
+        if found is None and (p / sub / CONFIG_FILE).exists():
+            found = p / sub
+    if found is None:
+        raise CheckpointError(f"no seqtool checkpoint in {p} (no {CONFIG_FILE})",
+                              "give a checkpoint folder or a run folder")
+    check_untrusted(found)
+    return found
+
+
+def check_untrusted(folder: Path) -> None:
+    """Refuse a folder holding a file that could carry a pickle (a .pt, .pkl ...; a
+    model.safetensors that is really a torch.save file) or a link leading out of it:
+    seqtool never unpickles, and never reads outside the checkpoint it was given."""
+    root = folder.resolve()
+    for f in sorted(folder.rglob("*")):
+        if f.is_symlink() and not f.resolve().is_relative_to(root):
+            raise CheckpointError(f"{f} is a link to {os.readlink(f)}, outside the checkpoint",
+                                  "copy the file into the folder instead of linking it")
+        if f.suffix.lower() in UNTRUSTED_SUFFIXES:
+            raise CheckpointError(f"refusing {f}: a {f.suffix} file may hold a pickle, which "
+                                  "could run code; seqtool never loads one",
+                                  "remove it; seqtool checkpoints hold only safetensors, "
+                                  "JSON and tokenizer files")
+    weights = folder / WEIGHTS_FILE
+    with contextlib.suppress(OSError), open(weights, "rb") as fh:
+        head = fh.read(9)  # safetensors: an 8-byte header length, then the JSON header
+        if head[8:9] != b"{" and head.startswith(PICKLE_MAGIC):
+            raise CheckpointError(f"refusing {weights}: it is a pickle (torch.save) file, "
+                                  "not safetensors, and loading it could run code",
+                                  "use a checkpoint written by seqtool (safetensors only)")
 
 
 def read_meta(folder: Path) -> dict[str, Any]:

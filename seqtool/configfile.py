@@ -5,6 +5,7 @@ seqtool.config (unknown keys with a "did you mean", choices and ranges)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import typing
 from importlib import resources
@@ -71,7 +72,7 @@ def _to_float(value: Any) -> float:
     if isinstance(value, bool):
         raise TypeError
     value = float(value)
-    if value != value:  # NaN passes every range check
+    if not math.isfinite(value):  # NaN passes every range check; inf means nothing here
         raise ValueError
     return value
 
@@ -103,7 +104,10 @@ def _as_type(value: Any, typ: Any, where: str) -> Any:
         return convert(value)
     except (TypeError, ValueError):
         tname = getattr(typ, "__name__", str(typ))
-        raise ConfigError(f"{where} must be {tname}, got {value!r}") from None
+        example = {bool: "true", int: "8", float: "0.001", str: '"word"'}.get(typ, "1,2")
+        raise ConfigError(f"{where} must be {tname}, got {value!r}",
+                          f"give a finite {tname}, e.g. {example}" if typ in (int, float)
+                          else f"give a {tname}, e.g. {example}") from None
 
 
 def coerce_key(cls: type, name: str, value: Any, where: str) -> Any:

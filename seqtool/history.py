@@ -31,9 +31,14 @@ RUN_HINT = "give a run folder that seqtool train wrote (--out)"
 
 
 def append_record(path: Path, record: dict[str, Any]) -> None:
-    """One JSON line at the end of `path`."""
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record) + "\n")
+    """One JSON line at the end of `path` (a failed write: one CheckpointError)."""
+    from seqtool.folders import write_error
+
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+    except OSError as exc:
+        raise write_error(path, exc, "the log") from None
 
 
 @dataclass

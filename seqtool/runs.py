@@ -112,7 +112,11 @@ def resume_config(run_dir: Path, overrides: tuple[str, ...] = (),
     from seqtool.checkpoint import read_meta
     from seqtool.configfile import parse_override
 
+    from seqtool.folders import check_free, recover
+
+    check_free(run_dir)
     last = Path(run_dir) / "last"
+    recover(last)  # a checkpoint swap that kill -9 cut short
     if not (last / "config.json").exists():
         raise TrainingError(f"no resumable checkpoint in {run_dir}/last",
                             "give the run folder that train wrote (--out)")
@@ -150,6 +154,7 @@ def start_run(cfg: RunConfig, out: Path | None, resume: Path | None, threads: in
     import torch
 
     from seqtool.distributed import broadcast, init, per_rank_batch, world_from_env
+    from seqtool.folders import check_free
     from seqtool.runtime import set_threads
 
     world = world_from_env()
@@ -166,6 +171,7 @@ def start_run(cfg: RunConfig, out: Path | None, resume: Path | None, threads: in
         init(world, device, cfg.train.dist_timeout)
         return Path(resume)
     run_dir = Path(out) if out else default_run_dir(cfg)
+    check_free(run_dir)  # another training there: say so, not "already holds a run"
     if (run_dir / "last").exists():
         raise TrainingError(f"{run_dir} already holds a run",
                             f"resume it with --resume {run_dir}, or choose another --out")
@@ -179,10 +185,29 @@ def run_training(cfg: RunConfig, model: Any, data: Any, run_dir: Path, resume: P
                  reporter: Any, device: str, tokenizers: dict[str, Any],
                  stats: dict[str, Any] | None = None, data_lines: list[str] | None = None
                  ) -> dict[str, Any]:
-    """The part every task shares: checkpoint saving, the Trainer, exact resume
-    (a `--set train.lr=...` on resume takes effect), and the run's summary.
-    `tokenizers` holds `tokenizer` (and `tgt_tokenizer` for two vocabularies);
-    `data_lines` are the model card's data and tokenizer lines."""
+    """The part every task shares: the run folder's lock (folders.lock_run: a second
+    training on it refuses), checkpoint saving, the Trainer, exact resume (a `--set
+    train.lr=...` on resume takes effect), and the run's summary. `tokenizers` holds
+    `tokenizer` (and `tgt_tokenizer` for two vocabularies); `data_lines` are the
+    model card's data and tokenizer lines."""
+    import contextlib
+
+    from seqtool.distributed import world_from_env
+    from seqtool.folders import lock_run
+
+    # under torchrun rank 0 alone holds the lock (the folder is its own)
+    with lock_run(run_dir) if world_from_env().main else contextlib.nullcontext():
+        if resume is None and (run_dir / "last").exists():  # the other one finished first
+            raise TrainingError(f"{run_dir} already holds a run",
+                                f"resume it with --resume {run_dir}, or choose another --out")
+        return _train_locked(cfg, model, data, run_dir, resume, reporter, device, tokenizers,
+                             stats, data_lines)
+
+
+def _train_locked(cfg: RunConfig, model: Any, data: Any, run_dir: Path, resume: Path | None,
+                  reporter: Any, device: str, tokenizers: dict[str, Any],
+                  stats: dict[str, Any] | None, data_lines: list[str] | None
+                  ) -> dict[str, Any]:
     from seqtool.checkpoint import load_training_state, read_meta, save_checkpoint
     from seqtool.distributed import world_from_env
     from seqtool.models.base import count_parameters

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from seqtool.config import TrainConfig
 from seqtool.distributed import SINGLE, World
 from seqtool.errors import Interrupted, TrainingError
+from seqtool.folders import uninterruptible
 from seqtool.history import METRICS_FILE, TRAIN_LOG_FILE, append_record
 from seqtool.models.base import LossResult
 from seqtool.runtime import autocast, keep_freed_memory, to_device
@@ -439,16 +440,17 @@ class Trainer:
         try:
             while not stop_reason and st.epoch < cfg.epochs:
                 stop_reason, completed = self._run_epoch(steps_per_epoch, clock)
-                if completed:
-                    st.epoch += 1
-                    st.step_in_epoch = 0
-                    self.carry = None
-                    if not cfg.eval_every and self._evaluate():
-                        stop_reason = "early stopping"
-                elif ((not cfg.eval_every or st.global_step % cfg.eval_every)
-                      and stop_reason in ("max_steps", "max_minutes")):
-                    self._evaluate(scheduled=False)  # stopped mid-epoch: log where
-                self._save_last()
+                with uninterruptible():
+                    if completed:
+                        st.epoch += 1
+                        st.step_in_epoch = 0
+                        self.carry = None
+                        if not cfg.eval_every and self._evaluate():
+                            stop_reason = "early stopping"
+                    elif ((not cfg.eval_every or st.global_step % cfg.eval_every)
+                          and stop_reason in ("max_steps", "max_minutes")):
+                        self._evaluate(scheduled=False)  # stopped mid-epoch: log where
+                    self._save_last()
             stop_reason = stop_reason or "finished"
             st.done = stop_reason in ("finished", "early stopping")
             if st.done:
@@ -476,23 +478,24 @@ class Trainer:
         groups = _groups(self.data.train_batches(st.epoch), self.cfg.accum_steps,
                          skip=st.step_in_epoch * self.cfg.accum_steps)
         for group in groups:
-            self._step_rng = self._rng_state()
-            loss, tokens = self._train_step(group)
-            st.step_in_epoch += 1
-            st.global_step += 1
-            self._step_rng = None
-            st.tokens_seen += tokens
-            st.elapsed_s = clock.add(loss, tokens)
-            if self.world.parallel:
-                st.elapsed_s = self._elapsed  # the same on every rank: the same stops
-            if st.global_step % self.cfg.log_every == 0 or st.global_step == clock.total_steps:
-                stats = clock.report(st, self._scheduled_lr())
-                if self.world.main:
-                    append_record(self.run_dir / TRAIN_LOG_FILE, stats)
-                self.reporter.on_step(stats)
-            if self._stop_all:  # a signal reached some rank: all stop after this step
-                raise KeyboardInterrupt
-            stop_reason = self._stop_after_step(stop_reason)
+            with uninterruptible():  # a signal waits for the step and its evaluation
+                self._step_rng = self._rng_state()
+                loss, tokens = self._train_step(group)
+                st.step_in_epoch += 1
+                st.global_step += 1
+                self._step_rng = None
+                st.tokens_seen += tokens
+                st.elapsed_s = clock.add(loss, tokens)
+                if self.world.parallel:
+                    st.elapsed_s = self._elapsed  # the same on every rank: the same stops
+                if st.global_step % self.cfg.log_every == 0 or st.global_step == clock.total_steps:
+                    stats = clock.report(st, self._scheduled_lr())
+                    if self.world.main:
+                        append_record(self.run_dir / TRAIN_LOG_FILE, stats)
+                    self.reporter.on_step(stats)
+                if self._stop_all:  # a signal reached some rank: all stop after this step
+                    raise KeyboardInterrupt
+                stop_reason = self._stop_after_step(stop_reason)
             if stop_reason and st.step_in_epoch < steps_per_epoch:
                 return stop_reason, False  # at the epoch's last step, close the epoch first
         return stop_reason, True

@@ -51,6 +51,7 @@ class Translation:
     scores: list[float]  # their scores (log-probability / length penalty)
     source_tokens: int = 0
     too_long: bool = False  # longer than every training source sentence
+    cut: bool = False  # longer than MAX_SOURCE_TOKENS / MAX_SOURCE_CHARS: only its start read
     unknown: list[str] = field(default_factory=list)  # source pieces read as <unk>
     attention: dict[str, Any] | None = None  # source_tokens, target_tokens, weights
     tokenized: list[str] | None = None  # the model's spaced words, where `texts` joined them
@@ -117,6 +118,10 @@ def translate_ids(model: Any, sources: Sequence[list[int]], search: Any, device:
     return out
 
 
+MAX_SOURCE_CHARS = 20_000  # a longer source line is cut before tokenizing ...
+MAX_SOURCE_TOKENS = 1_000  # ... and to this many tokens (RNN time and memory stay bounded)
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split()) if "\n" in text or "\r" in text else text
 
@@ -131,7 +136,8 @@ def translate_batch(loaded: Any, lines: Sequence[str], search: Any, device: str 
     longest = loaded.meta.get("data_stats", {}).get("max_src_len")
     out = [Translation(first_line + i, line, [""], [0.0]) for i, line in enumerate(lines)]
     todo = [i for i, line in enumerate(lines) if line.strip()]
-    sources = [src_tok.encode(lines[i]) for i in todo]
+    # the stream limit: a longer line is cut (bounded time and memory), and says so
+    sources = [src_tok.encode(lines[i][:MAX_SOURCE_CHARS])[:MAX_SOURCE_TOKENS] for i in todo]
     if not todo:
         return out
     hyps = translate_ids(loaded.model, sources, search, device, batch_size or len(todo),
@@ -144,6 +150,7 @@ def translate_batch(loaded: Any, lines: Sequence[str], search: Any, device: str 
         t.scores = [h.score for h in nbest]
         t.source_tokens = len(ids)
         t.too_long = bool(longest) and len(ids) > longest
+        t.cut = len(ids) == MAX_SOURCE_TOKENS or len(lines[i]) > MAX_SOURCE_CHARS
         if with_attention and nbest[0].attention is not None:
             t.attention = _attention_map(src_tok, tgt_tok, lines[i], ids, nbest[0])
     return out

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from test_training import make_cfg, write_corpus
 
 from seqtool.checkpoint import WEIGHTS_FILE, load_checkpoint, save_checkpoint
+from seqtool.errors import CheckpointError
 from seqtool.commands.train import train_lm
 from seqtool.config import LMModelConfig, RunConfig, TrainConfig
 from seqtool.data.tokenizer import WordTokenizer
@@ -113,7 +114,7 @@ def test_keep_last_a_failed_write_removes_nothing(tmp_path, monkeypatch):
         return real(model, filename, *a, **kw)
 
     monkeypatch.setattr(safetensors.torch, "save_model", save_model)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointError, match="disk is full"):  # one clean error
         train_lm(make_cfg(train, valid, epochs=2, eval_every=2, keep_last=3),
                  out=tmp_path / "run")
     assert step_folders(tmp_path / "run") == ["ckpt-4", "ckpt-6", "ckpt-8"]

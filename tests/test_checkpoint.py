@@ -103,7 +103,7 @@ def test_failed_save_checkpoint_keeps_previous(tmp_path, monkeypatch):
     monkeypatch.setattr(tok, "save", fail)  # fails after the weights were written
     with torch.no_grad():
         next(model.parameters()).add_(1.0)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointError, match="previous checkpoint is intact"):  # not an OSError
         save_checkpoint(tmp_path / "last", model=model, config=cfg, tokenizer=tok, card="")
     assert (tmp_path / "last" / WEIGHTS_FILE).read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last"]

@@ -102,7 +102,7 @@ def run_options(task: str, set_example: str) -> Any:
         out_option(task),
         click.option("--resume", type=click.Path(path_type=Path),
                      help="Continue the run in this folder exactly where it stopped."),
-        click.option("--threads", type=int, default=0,
+        click.option("--threads", type=click.IntRange(min=0), default=0,
                      help="CPU threads (0 = torch's default; under torchrun 1 per process "
                           "unless OMP_NUM_THREADS says otherwise)."),
         click.option("--nproc", type=click.IntRange(min=1), default=1, expose_value=False,
@@ -215,14 +215,16 @@ def train() -> None:
 def interrupt_on_signals() -> None:
     """Ctrl-C and SIGTERM (schedulers, `kill`) both save a resumable last/ checkpoint.
 
-    SIGINT is re-armed too: a shell starts background jobs with it ignored."""
+    SIGINT is re-armed too: a shell starts background jobs with it ignored. A signal
+    that arrives during a training step or a checkpoint write takes effect when it ends."""
     import signal
 
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+    from seqtool.folders import interrupt_handler
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, interrupt)
+    # a KeyboardInterrupt, at once or (during a training step or a checkpoint write)
+    # as soon as it ends: folders.uninterruptible
+    signal.signal(signal.SIGINT, interrupt_handler)
+    signal.signal(signal.SIGTERM, interrupt_handler)
     if _rank():  # under torchrun rank 0 alone reports (a rank's errors still show)
         sys.stdout = open(os.devnull, "w")
 

@@ -207,9 +207,10 @@ def chat_lines(session: Any, as_json: bool) -> None:
               help="Plain dialogues instead: one per line, utterances separated by __eou__.")
 @click.option("--sample", is_flag=True, help="Sample the replies (default: greedy; VHRED "
               "draws z from the prior either way).")
-@click.option("--temperature", default=1.0, show_default=True, help="With --sample.")
-@click.option("--top-p", default=1.0, show_default=True, help="With --sample.")
-@click.option("--max-len", type=int, help="Reply length limit (default: max_utt_len).")
+@config_option("--temperature", ChatSettings, "temperature", "With --sample.", default=1.0)
+@config_option("--top-p", ChatSettings, "top_p", "With --sample.", default=1.0)
+@click.option("--max-len", type=click.IntRange(min=1),
+              help="Reply length limit (default: max_utt_len).")
 @click.option("--limit", default=0, show_default=True, help="Only the first N replies (0 = all).")
 @click.option("--seed", default=0, show_default=True, help="Random seed (z and sampling).")
 @click.option("--batch-size", default=64, show_default=True, help="Replies decoded together.")

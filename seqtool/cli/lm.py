@@ -252,7 +252,8 @@ def answer_stdin(run: Callable[[list[str]], list[dict[str, Any]]], loaded: Any, 
 @click.option("--hf-dataset", metavar="NAME[:CONFIG]",
               help="Or a Hugging Face text dataset (downloaded when online); --split picks "
                    "train, valid or test.")
-@click.option("--batch-size", default=10, show_default=True, help="Parallel streams.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Parallel streams.")
 @device_option
 @json_option
 def evaluate_lm_cmd(model_path: Path | None, corpus: str | None, split: str, file: Path | None,

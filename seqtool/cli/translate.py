@@ -224,13 +224,21 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
 
 
 def _warn_translation(t: Any, loaded: Any, warn: Any, count: list[int] | None = None) -> None:
-    """A warning for a source longer than every training sentence (the first 5)."""
-    if not t.too_long:
+    """A warning for a source longer than every training sentence, or cut at the
+    stream limit (the first 5)."""
+    if not (t.too_long or t.cut):
         return
     if count is not None:
         count[0] += 1
         if count[0] > 5:
             return
+    if t.cut:
+        from seqtool.translation import MAX_SOURCE_CHARS, MAX_SOURCE_TOKENS
+
+        where = f"line {t.line}: " if count is not None else ""
+        warn(f"{where}the source is over the limit ({MAX_SOURCE_TOKENS:,} tokens or "
+             f"{MAX_SOURCE_CHARS:,} characters); only its start was translated")
+        return
     longest = loaded.meta.get("data_stats", {}).get("max_src_len")
     where = f"line {t.line}: " if count is not None else ""
     warn(f"{where}the source has {t.source_tokens} tokens, longer than any training "

@@ -50,7 +50,7 @@ def _positive(value: int, flag: str) -> None:
               help="Starting learning rate [default: 0.025 skip-gram, 0.05 CBOW].")
 @set_option("tokenizer.lowercase=true")
 @out_option("word2vec", "Checkpoint folder")
-@click.option("--threads", type=int, default=0,
+@click.option("--threads", type=click.IntRange(min=0), default=0,
               help="Worker threads, lock-free as in word2vec (0 = one per core, at most 8; "
                    "1 = reproducible).")
 @json_option

@@ -31,13 +31,18 @@ class Prompt:
     unknown: list[str]  # the words the vocabulary does not know (read as <unk>)
 
 
+MAX_PROMPT_CHARS = 20_000  # a longer prompt is read from its last 20,000 characters ...
+MAX_PROMPT_TOKENS = 1_000  # ... and last 1,000 tokens (bounded time and memory)
+
+
 def encode_prompt(text: str, tokenizer: Any) -> tuple[list[int], list[str]]:
     """Prompt ids and the words the vocabulary does not know."""
     if not text.strip():
         raise InputError("the prompt is empty", 'give some words, e.g. "some of them looks like"')
+    text = text[-MAX_PROMPT_CHARS:]  # the limit: the model reads the prompt's end
     pieces = tokenizer.pieces(text)
     unknown = [p for p in pieces if not tokenizer.is_known(p)]
-    ids = tokenizer.encode(text)
+    ids = tokenizer.encode(text)[-MAX_PROMPT_TOKENS:]
     if not ids:
         raise InputError("the prompt has no tokens after tokenization", "give some words")
     return ids, unknown

@@ -274,7 +274,11 @@ def load_tokenizer(folder: Path) -> Tokenizer:
         kind = data["kind"]
         if kind == "word":
             return WordTokenizer(list(data["tokens"]), bool(data.get("lowercase", False)))
-        proto = (folder / data["model_file"]).read_bytes()
+        name = str(data["model_file"])
+        if Path(name).name != name or name in ("", ".", ".."):  # no path out of the folder
+            raise CheckpointError(f"{path} names a file outside its folder: {name!r}",
+                                  "the checkpoint is damaged or crafted; do not use it")
+        proto = (folder / name).read_bytes()
         return SentencePieceTokenizer(proto, kind, bool(data.get("lowercase", False)))
     except (ValueError, KeyError, TypeError, OSError):
         raise CheckpointError(f"tokenizer in {folder} is damaged",
