@@ -49,19 +49,26 @@ def shipped_translators() -> list[str]:
                   if p.name.startswith(SHIPPED_PREFIX) and (p / "config.json").is_file())
 
 
-def quantized(loaded: Any, quantize: str | None, device: str) -> Any:
-    """`loaded` with its model converted to `quantize` ("int8") in place; None, or a
-    model that is quantised already, leaves it as it is."""
-    from seqtool.layers.int8 import is_quantized, quantize_model
-
-    if quantize is None or is_quantized(loaded.model):
-        return loaded
+def check_quantize(quantize: str | None, device: str) -> None:
+    """Refuse an unknown quantisation, or one on another device than the CPU."""
+    if quantize is None:
+        return
     if quantize not in QUANTIZE:
         raise ConfigError(f"unknown quantisation {quantize!r}",
                           f"valid: {', '.join(QUANTIZE)}")
     if device != "cpu":
         raise ConfigError(f"{quantize} inference runs on the CPU, not {device}",
                           "add --device cpu, or drop --quantize")
+
+
+def quantized(loaded: Any, quantize: str | None, device: str) -> Any:
+    """`loaded` with its model converted to `quantize` ("int8") in place; None, or a
+    model that is quantised already, leaves it as it is."""
+    from seqtool.layers.int8 import is_quantized, quantize_model
+
+    check_quantize(quantize, device)
+    if quantize is None or is_quantized(loaded.model):
+        return loaded
     quantize_model(loaded.model, quantize)
     return loaded
 
@@ -71,6 +78,7 @@ def load_lm(model_path: Path | None, device: str = "cpu", quantize: str | None =
     converts it to dynamic int8 (CPU)."""
     from seqtool.checkpoint import load_checkpoint
 
+    check_quantize(quantize, device)
     return quantized(load_checkpoint(model_path or shipped_model(DEFAULT_LM), expect_kind="lm",
                                      device=device), quantize, device)
 
@@ -81,6 +89,7 @@ def load_translator(model_path: Path | None, src: str | None = None, tgt: str | 
     `quantize="int8"` converts it to dynamic int8 (CPU)."""
     from seqtool.checkpoint import load_checkpoint
 
+    check_quantize(quantize, device)
     if model_path is None:
         available = shipped_translators()
         listing = ", ".join(available) if available else "none are installed yet"
@@ -110,6 +119,7 @@ def load_chatbot(model_path: Path | None, device: str = "cpu",
     refused by name. `quantize="int8"` converts it to dynamic int8 (CPU)."""
     from seqtool.checkpoint import load_checkpoint, read_meta, resolve_folder
 
+    check_quantize(quantize, device)
     if model_path is None:
         try:
             model_path = shipped_model(DEFAULT_CHAT)

@@ -260,6 +260,7 @@ def test_cli_quantize_and_export(tmp_path):
                  ("export", tmp_path / "ck", tmp_path / "x", "--int8", "--half")):
         bad = run_cli(*args)
         assert bad.code == 2 and bad.err.startswith("error: ") and "hint: " in bad.err
+        assert "CPU" in bad.err or "--half" in bad.err
         assert "Traceback" not in bad.err
 
 

@@ -33,7 +33,8 @@ def loaded_info(loaded: Any) -> dict[str, Any]:
             "format_version": meta["format_version"], "vocab_size": meta["vocab_size"],
             "tokenizer": meta["tokenizer_kind"], "model": meta["model"],
             "parameters": counts, "total_parameters": sum(counts.values()),
-            "weights_dtype": _weights_dtype(loaded.folder), "files": files,
+            "weights_dtype": ("I8" if meta.get("quantized") else _weights_dtype(loaded.folder)),
+            "files": files,
             "metrics": meta.get("metrics", {}),
             "card": card_path.read_text("utf-8") if card_path.is_file() else "",
             "history": run_curves(loaded.folder)}

@@ -180,7 +180,8 @@ class Int8RNN(_Packs):
                 self.register_buffer(f"qweight_{part}_{name}",
                                      torch.zeros(gates, cols, dtype=torch.int8))
                 self.register_buffer(f"scale_{part}_{name}", torch.ones(gates))
-                self.register_buffer(f"bias_{part}_{name}", torch.zeros(gates))
+                self.register_parameter(f"bias_{part}_{name}", nn.Parameter(
+                    torch.zeros(gates), requires_grad=False))  # a parameter, as Int8Linear's
 
     @classmethod
     def from_rnn(cls, rnn: nn.RNNBase) -> Int8RNN:
@@ -192,9 +193,9 @@ class Int8RNN(_Packs):
                 q, s = quantize_rows(w)
                 setattr(m, f"qweight_{part}_{name}", q)
                 setattr(m, f"scale_{part}_{name}", s)
-                b = getattr(rnn, f"bias_{part}_{name}", None) if rnn.bias else None
-                setattr(m, f"bias_{part}_{name}",
-                        torch.zeros(w.shape[0]) if b is None else b.detach().float().clone())
+                if rnn.bias:
+                    b = getattr(rnn, f"bias_{part}_{name}")
+                    getattr(m, f"bias_{part}_{name}").data = b.detach().float().clone()
         return m
 
     def _cell_weights(self, name: str) -> tuple[Any, Any, Tensor, Tensor]:
