@@ -273,3 +273,23 @@ def test_api_load_quantize(tmp_path):
     assert m.device == "cpu" and is_quantized(m.loaded.model)
     with pytest.raises(ConfigError):
         seqtool.load(tmp_path / "ck", quantize="int4")
+
+
+def test_cli_translate_int8(tmp_path):
+    src = WordTokenizer.train(["a b c d e f g", "h i j"])
+    tgt = WordTokenizer.train(["u v w x", "y z"])
+    mcfg = Seq2SeqModelConfig(emb_dim=8, enc_hidden=8, dec_hidden=16)
+    torch.manual_seed(0)
+    model = _distinct(build_model("translate", mcfg, (src.vocab_size, tgt.vocab_size)))
+    save_checkpoint(tmp_path / "ck", model=model, config=RunConfig(task="translate", model=mcfg),
+                    tokenizer=src, tgt_tokenizer=tgt, card="")
+    one = run_cli("translate", "a b c", "--model", tmp_path / "ck", "--quantize", "int8",
+                  "--beam", "3", "--json")
+    assert one.code == 0, one.err
+    assert json.loads(one.out)["translations"][0]["text"]
+    lines = run_cli("translate", "--model", tmp_path / "ck", "--quantize", "int8",
+                    stdin="a b c\nh i j\n")
+    assert lines.code == 0 and len(lines.out.splitlines()) == 2
+    fp64 = run_cli("translate", "a b", "--model", tmp_path / "ck", "--quantize", "int8",
+                   "--precision", "fp64")
+    assert fp64.code == 2 and "fp64" in fp64.err and "hint: " in fp64.err
