@@ -293,3 +293,14 @@ def test_cli_translate_int8(tmp_path):
     fp64 = run_cli("translate", "a b", "--model", tmp_path / "ck", "--quantize", "int8",
                    "--precision", "fp64")
     assert fp64.code == 2 and "fp64" in fp64.err and "hint: " in fp64.err
+
+
+def test_int8_exports_are_not_averaged(tmp_path):
+    from seqtool.commands.info import export_checkpoint
+
+    model, cfg, tok = tiny_lm()
+    for name in ("a", "b"):
+        save_checkpoint(tmp_path / name, model=model, config=cfg, tokenizer=tok, card="")
+        export_checkpoint(tmp_path / name, tmp_path / f"{name}8", int8=True)
+    res = run_cli("average", tmp_path / "a8", tmp_path / "b8", "--out", tmp_path / "avg")
+    assert res.code == 2 and "int8" in res.err and "hint: " in res.err
