@@ -29,6 +29,7 @@ the fbgemm packed matrices are built on first use and rebuilt after a load.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -38,10 +39,21 @@ from torch.nn import functional as F
 from seqtool.layers.adaptive import AdaptiveEmbedding, AdaptiveSoftmax
 
 METHODS = ("int8",)
-# Activations use 7 bits (0..127), as torch's own dynamic quantisation does on x86:
-# without AVX-512 VNNI fbgemm sums pairs of u8 x s8 products in int16, which 8-bit
-# activations can saturate.
-REDUCE_RANGE = True
+
+
+@functools.cache
+def reduce_range() -> bool:
+    """Whether activations use 7 bits (0..127) rather than 8, as torch's own dynamic
+    quantisation always does on x86: without AVX-512 VNNI fbgemm sums pairs of
+    u8 x s8 products in int16, which 8-bit activations can saturate. With VNNI
+    (vpdpbusd sums into int32) the eighth bit is safe, and it matters: on the
+    shipped chat model 7 bits cost 1.8% perplexity, 8 bits 0.2% (bench/RESULTS.md)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return True
+    return "avx512_vnni" not in flags.split()
 
 
 def quantize_rows(w: Tensor) -> tuple[Tensor, Tensor]:
@@ -66,7 +78,7 @@ def _pack(q: Tensor, scale: Tensor, bias: Tensor | None) -> Any:
 
 def int8_linear(x: Tensor, packed: Any) -> Tensor:
     """x (..., I) -> (..., O) fp32 through the packed int8 matrix."""
-    return torch.ops.quantized.linear_dynamic(x.float().contiguous(), packed, REDUCE_RANGE)
+    return torch.ops.quantized.linear_dynamic(x.float().contiguous(), packed, reduce_range())
 
 
 class _Packs(nn.Module):
@@ -218,7 +230,7 @@ class Int8RNN(_Packs):
             dirs = 2 if self.bidirectional else 1
             self._packs["cells"] = [
                 torch.ops.quantized.make_quantized_cell_params_dynamic(
-                    *self._cell_weights(name), REDUCE_RANGE)
+                    *self._cell_weights(name), reduce_range())
                 for name in _rnn_names(self.num_layers, dirs)]
         return list(self._packs["cells"])
 
