@@ -64,11 +64,17 @@ def check_quantize(quantize: str | None, device: str) -> None:
 def quantized(loaded: Any, quantize: str | None, device: str) -> Any:
     """`loaded` with its model converted to `quantize` ("int8") in place; None, or a
     model that is quantised already, leaves it as it is."""
-    from seqtool.layers.int8 import is_quantized, quantize_model
+    from seqtool.layers.int8 import is_quantized, quantize_model, unquantisable
 
     check_quantize(quantize, device)
     if quantize is None or is_quantized(loaded.model):
         return loaded
+    fp32 = unquantisable(loaded.model)
+    if fp32:  # refused rather than half done: nothing silently stays fp32
+        cell = loaded.config.model.cell
+        raise ConfigError(f"{loaded.folder} has {cell} cells ({', '.join(fp32)}), which no "
+                          f"{quantize} kernel runs", "drop --quantize: int8 runs LSTM and GRU "
+                          "models")
     quantize_model(loaded.model, quantize)
     return loaded
 

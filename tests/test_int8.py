@@ -137,6 +137,15 @@ def test_unquantisable_cells_are_reported_not_hidden():
     assert fp32_parts(elman) == ["0.weight_ih_l0", "0.weight_hh_l0"]
 
 
+def test_cli_refuses_cells_without_int8_kernel(tmp_path):
+    model, cfg, tok = tiny_lm(cell="peephole")
+    save_checkpoint(tmp_path / "ck", model=model, config=cfg, tokenizer=tok, card="")
+    res = run_cli("predict", "the cat", "--model", tmp_path / "ck", "--quantize", "int8")
+    assert res.code == 2 and "peephole" in res.err and "hint: " in res.err
+    res = run_cli("export", tmp_path / "ck", tmp_path / "q", "--int8")
+    assert res.code == 2 and not (tmp_path / "q").exists()
+
+
 # --------------------------------------------------------------------------- layers
 def test_int8_linear_close_and_per_row():
     torch.manual_seed(0)

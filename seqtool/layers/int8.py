@@ -364,6 +364,15 @@ def quantize_model(model: nn.Module, method: str = "int8") -> nn.Module:
     return model
 
 
+def unquantisable(model: nn.Module) -> list[str]:
+    """Names of the recurrent layers no int8 kernel runs (Elman RNNs, the peephole
+    LSTM): quantize_model leaves them fp32."""
+    from seqtool.layers.rnn import PeepholeLSTM
+
+    return [name for name, m in model.named_modules()
+            if isinstance(m, (nn.RNN, PeepholeLSTM))]
+
+
 def is_quantized(model: Any) -> bool:
     return getattr(model, "quantized", None) is not None
 
