@@ -20,8 +20,9 @@ model uses today, side by side in one run.
 5. What torch.ao.quantization.quantize_dynamic({nn.Linear, nn.LSTM, nn.GRU})
    leaves in fp32 on the shipped models (it matches module types exactly).
 
-Usage (repository root, project venv; one benchmark at a time on a shared machine):
-  flock /work/bench.lock .venv/bin/python bench/int8.py [--corpora ../shared/corpora]
+Usage (repository root, project venv; one benchmark at a time on a shared machine,
+e.g. under `flock LOCKFILE`):
+  .venv/bin/python bench/int8.py [--corpora ../shared/corpora]
       [--pairs 5] [--lm-lines 400] [--threads 2]
 """
 
