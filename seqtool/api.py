@@ -311,27 +311,28 @@ def _locate(model: str | Path | None, task: str | None) -> tuple[str, Path | Non
 
 
 def load(model: str | Path | None = None, *, task: str | None = None, src: str | None = None,
-         tgt: str | None = None, device: str = "auto") -> Model:
+         tgt: str | None = None, device: str = "auto", quantize: str | None = None) -> Model:
     """Load a model once, to ask it many times.
 
     `model` is a checkpoint or run folder (its best/, else last/), a task name for
     the shipped default ("lm", "chat"; "translate" with `src` and `tgt`), or the
     name of a shipped checkpoint ("translate-de-en"). `task` instead of `model`
     picks the shipped one; with `model` it is checked. `device`: "auto" (CUDA where
-    present), "cpu" or "cuda"."""
+    present), "cpu" or "cuda". `quantize="int8"`: dynamic int8 on the CPU (README,
+    "int8 inference"); "auto" then means the CPU."""
     from seqtool.loading import load_chatbot, load_lm, load_translator
 
     kind, folder = _locate(model, task)
     if kind != "translate" and (src or tgt):
         raise ConfigError("src and tgt pick a translation model",
                           f"drop them for a {kind} model")
-    dev = _device(device)
+    dev = "cpu" if quantize and device == "auto" else _device(device)
     if kind == "lm":
-        loaded = load_lm(folder, dev)
+        loaded = load_lm(folder, dev, quantize)
     elif kind == "translate":
-        loaded = load_translator(folder, src, tgt, dev)
+        loaded = load_translator(folder, src, tgt, dev, quantize)
     else:
-        loaded = load_chatbot(folder, dev)
+        loaded = load_chatbot(folder, dev, quantize)
     return Model(loaded, dev)
 
 

@@ -10,6 +10,10 @@
 
 Every folder is written to a temporary sibling and swapped in with os.replace,
 so a crash never leaves half a checkpoint. Loading never unpickles.
+
+An int8 folder (`seqtool export --int8`) says `"quantized": "int8"` in config.json
+and holds int8 weights with fp32 scales (layers/int8.py); loading builds the
+model, converts it to the int8 modules and then reads the weights into them.
 """
 
 from __future__ import annotations
@@ -144,6 +148,8 @@ def save_checkpoint(folder: Path, *, model: Any, config: Any, tokenizer: Any,
         m = model
         # A copy for fp16, and on a GPU, where cuDNN packs an RNN's weights into one
         # buffer that safetensors refuses to save as separate tensors (ties are kept).
+        if getattr(model, "quantized", None) and half:
+            raise ValueError("an int8 model is saved as it is (no --half)")
         if half or any(p.device.type != "cpu" for p in model.parameters()):
             m = copy.deepcopy(model).cpu()
             if half:
@@ -267,6 +273,15 @@ def load_checkpoint(path: str | Path, expect_kind: str | tuple[str, ...] | None 
     except ConfigError as exc:
         raise CheckpointError(f"{folder / CONFIG_FILE}: {exc.message}",
                               "the checkpoint is damaged or from another seqtool") from None
+    quantized = meta.get("quantized")
+    if quantized:  # the int8 modules first: the file holds their tensors
+        from seqtool.layers.int8 import METHODS, quantize_model
+
+        if quantized not in METHODS or device != "cpu":
+            raise CheckpointError(f"{folder} holds a {quantized!r} model, which runs on the "
+                                  "CPU with this seqtool's kernels",
+                                  "use --device cpu (or load the fp32 checkpoint it came from)")
+        quantize_model(model, quantized)
     _load_weights(model, folder / WEIGHTS_FILE, device)
     model.to(device).eval()
     return Loaded(model, config, tokenizer, meta, folder, tgt_tokenizer)

@@ -18,10 +18,11 @@ if TYPE_CHECKING:
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def resolve_device(name: str) -> str:
-    """"auto" -> "cuda" where a GPU is present, else "cpu"; other names as given."""
-    if name != "auto":
-        return name
+def resolve_device(name: str, quantize: str | None = None) -> str:
+    """"auto" -> "cuda" where a GPU is present, else "cpu" (always "cpu" for a
+    quantised model: int8 runs on the CPU); other names as given."""
+    if name != "auto" or quantize:
+        return "cpu" if name == "auto" else name
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -67,9 +68,18 @@ def for_precision(model: Any, precision: str) -> Any:
     return _FP64_COPIES[model]
 
 
-def decode_precision(search: Any, train_precision: str) -> str:
-    """search.precision, with "auto" meaning the precision the model trained in."""
-    return train_precision if search.precision == "auto" else str(search.precision)
+def decode_precision(search: Any, train_precision: str, quantized: bool = False) -> str:
+    """search.precision, with "auto" meaning the precision the model trained in; for
+    an int8 model (layers/int8.py) "auto" is fp32, the precision of its int8
+    kernels' outputs and of everything between them, and fp64 is refused."""
+    if quantized and search.precision == "fp64":
+        from seqtool.errors import ConfigError
+
+        raise ConfigError("--precision fp64 decodes a float64 copy; an int8 model has none",
+                          "drop --quantize int8, or use --precision auto")
+    if search.precision == "auto":
+        return "fp32" if quantized else train_precision
+    return str(search.precision)
 
 
 def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:

@@ -132,6 +132,8 @@ def translate_batch(loaded: Any, lines: Sequence[str], search: Any, device: str 
     """Translate `lines`, `batch_size` at a time sorted by length (default: all as one
     batch). An empty line gets an empty translation. join: Japanese/Chinese words
     joined for reading (join_words; `raw` keeps the spaces)."""
+    from seqtool.layers.int8 import is_quantized
+
     src_tok, tgt_tok = loaded.tokenizer, loaded.tgt_tokenizer
     longest = loaded.meta.get("data_stats", {}).get("max_src_len")
     out = [Translation(first_line + i, line, [""], [0.0]) for i, line in enumerate(lines)]
@@ -141,7 +143,8 @@ def translate_batch(loaded: Any, lines: Sequence[str], search: Any, device: str 
     if not todo:
         return out
     hyps = translate_ids(loaded.model, sources, search, device, batch_size or len(todo),
-                         with_attention, decode_precision(search, loaded.config.train.precision))
+                         with_attention, decode_precision(search, loaded.config.train.precision,
+                                          is_quantized(loaded.model)))
     for i, ids, nbest in zip(todo, sources, hyps, strict=False):
         t = out[i]
         t.texts = [_one_line(tgt_tok.decode(h.tokens)) for h in nbest]

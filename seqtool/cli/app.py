@@ -69,6 +69,9 @@ def config_option(flag: str, cls: type, key: str, help: str | None = None,
 device_option = click.option("--device", default="auto", show_default=True,
                              type=click.Choice(DEVICES),
                              help="Where to run; auto picks CUDA when present.")
+quantize_option = click.option("--quantize", type=click.Choice(["int8"]), default=None,
+                               help="Run dynamic int8 on the CPU (README, \"int8 inference\"); "
+                                    "a folder from `seqtool export --int8` is int8 already.")
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="Print one JSON object instead of rich output.")
 model_option = click.option("--model", "model_path", type=click.Path(path_type=Path),

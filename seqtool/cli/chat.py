@@ -11,7 +11,8 @@ from typing import Any
 import click
 
 from seqtool.cli.app import (CONTEXT, cli, config_option, config_to_resume, device_option,
-                             evaluate, interrupt_on_signals, json_option, resolve_device,
+                             evaluate, interrupt_on_signals, json_option, quantize_option,
+                             resolve_device,
                              run_options, stdin_lines, train)
 from seqtool.config import ChatSettings
 from seqtool.models.registry import archs
@@ -90,10 +91,11 @@ def train_chat_cmd(arch: str | None, corpus: str | None, train_file: Path | None
                "Reply length limit in tokens (default: the model's max_utt_len).")
 @click.option("--seed", type=int, help="Random seed (the same seed, the same replies).")
 @device_option
+@quantize_option
 @json_option
 def chat_cmd(model_path: Path | None, samples: int, temperature: float, top_p: float,
              greedy: bool, context: int | None, max_len: int | None, seed: int | None,
-             device: str, as_json: bool) -> None:
+             device: str, quantize: str | None, as_json: bool) -> None:
     """Talk with a dialogue model that keeps the conversation's context.
 
     In a terminal: a prompt with line editing and history; /reset, /history,
@@ -112,8 +114,8 @@ def chat_cmd(model_path: Path | None, samples: int, temperature: float, top_p: f
     from seqtool.console import warn
     from seqtool.loading import load_chatbot
 
-    dev = resolve_device(device)
-    loaded = load_chatbot(model_path, dev)
+    dev = resolve_device(device, quantize)
+    loaded = load_chatbot(model_path, dev, quantize)
     m = loaded.config.model
     settings = ChatSettings(samples=samples, context=context or m.context_turns,
                             temperature=temperature, top_p=top_p, greedy=greedy,
@@ -215,11 +217,12 @@ def chat_lines(session: Any, as_json: bool) -> None:
 @click.option("--seed", default=0, show_default=True, help="Random seed (z and sampling).")
 @click.option("--batch-size", default=64, show_default=True, help="Replies decoded together.")
 @device_option
+@quantize_option
 @json_option
 def evaluate_chat_cmd(model_paths: tuple[Path, ...], corpus: str | None, split: str,
                       file: Path | None, sample: bool, temperature: float, top_p: float,
                       max_len: int | None, limit: int, seed: int, batch_size: int,
-                      device: str, as_json: bool) -> None:
+                      device: str, quantize: str | None, as_json: bool) -> None:
     """Perplexity (VHRED: the bound), KL per reply, BLEU-1/2, distinct-1/2, reply length.
 
     Every reply of the split is scored: perplexity per model token of the reference
@@ -243,9 +246,9 @@ def evaluate_chat_cmd(model_paths: tuple[Path, ...], corpus: str | None, split: 
         raise click.BadParameter("must be >= 0 (0 = all)", param_hint="--limit") from None
     from seqtool.loading import load_chatbot
 
-    dev = resolve_device(device)
-    results = [evaluate_chat(load_chatbot(path, dev), corpus=corpus, split=split, file=file,
-                             batch_size=batch_size, max_len=max_len, greedy=not sample,
+    dev = resolve_device(device, quantize)
+    results = [evaluate_chat(load_chatbot(path, dev, quantize), corpus=corpus, split=split,
+                             file=file, batch_size=batch_size, max_len=max_len, greedy=not sample,
                              temperature=temperature, top_p=top_p, limit=limit, seed=seed)
                for path in (model_paths or (None,))]
     if as_json:

@@ -40,17 +40,21 @@ def info(checkpoint: Path | None, as_json: bool) -> None:
 @click.argument("source", type=click.Path(path_type=Path))
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.option("--half", is_flag=True, help="Store the weights in fp16 (half the size).")
-def export(source: Path, dest: Path, half: bool) -> None:
-    """Copy a checkpoint without training state (optionally fp16) for shipping.
+@click.option("--int8", is_flag=True,
+              help="Store dynamic int8 weights with fp32 scales (CPU inference; README, "
+                   "\"int8 inference\").")
+def export(source: Path, dest: Path, half: bool, int8: bool) -> None:
+    """Copy a checkpoint without training state (optionally fp16 or int8) for shipping.
 
     \b
     Example:
       seqtool export runs/wt2/best checkpoints/lm-wikitext2 --half
+      seqtool export checkpoints/translate-de-en de-en-int8 --int8
     """
     from seqtool.commands.info import export_checkpoint
     from seqtool.console import stdout_console
 
-    size = export_checkpoint(source, dest, half)
+    size = export_checkpoint(source, dest, half, int8)
     stdout_console().print(f"wrote {dest} ({size / 1e6:.1f} MB)")
 
 

@@ -11,8 +11,8 @@ import click
 
 from seqtool.cli.app import (CONTEXT, cli, config_from_flags, config_option, config_to_resume,
                              device_option, evaluate, interrupt_on_signals, json_option,
-                             model_option, options, resolve_device, run_options, stdin_lines,
-                             train)
+                             model_option, options, quantize_option, resolve_device, run_options,
+                             stdin_lines, train)
 from seqtool.config import PredictConfig, SamplingConfig
 from seqtool.errors import ConfigError, InputError
 
@@ -109,9 +109,10 @@ def need_prompts(text: str | None, command: str) -> None:
 @batch_options
 @model_option
 @device_option
+@quantize_option
 @json_option
 def predict(text: str | None, top_k: int, batch_size: int, read_ahead: int,
-            model_path: Path | None, device: str, as_json: bool) -> None:
+            model_path: Path | None, device: str, quantize: str | None, as_json: bool) -> None:
     """Show the most probable next words after TEXT, or after each line of stdin.
 
     Without TEXT, prompts are read from stdin, one per line, run in batches of
@@ -132,7 +133,7 @@ def predict(text: str | None, top_k: int, batch_size: int, read_ahead: int,
     from seqtool.loading import load_lm
 
     need_prompts(text, "predict")
-    loaded = load_lm(model_path, resolve_device(device))
+    loaded = load_lm(model_path, resolve_device(device, quantize), quantize)
     if text is None:
         answer_stdin(lambda texts: predict_batch(loaded, texts, top_k=top_k,
                                                  batch_size=batch_size),
@@ -160,10 +161,12 @@ def predict(text: str | None, top_k: int, batch_size: int, read_ahead: int,
 @batch_options
 @model_option
 @device_option
+@quantize_option
 @json_option
 def generate(text: str | None, max_tokens: int, temperature: float, top_k: int, top_p: float,
              greedy: bool, seed: int | None, num_samples: int, batch_size: int,
-             read_ahead: int, model_path: Path | None, device: str, as_json: bool) -> None:
+             read_ahead: int, model_path: Path | None, device: str, quantize: str | None,
+             as_json: bool) -> None:
     """Continue TEXT, or each line of stdin, with the language model (greedy or sampled).
 
     Without TEXT, prompts are read from stdin, one per line, run in batches of
@@ -188,7 +191,7 @@ def generate(text: str | None, max_tokens: int, temperature: float, top_k: int, 
     need_prompts(text, "generate")
     sampling = SamplingConfig(max_tokens=max_tokens, temperature=temperature, top_k=top_k,
                               top_p=top_p, greedy=greedy, num_samples=num_samples)
-    loaded = load_lm(model_path, resolve_device(device))
+    loaded = load_lm(model_path, resolve_device(device, quantize), quantize)
     if text is None:
         answer_stdin(lambda texts: generate_batch(loaded, texts, sampling=sampling, seed=seed,
                                                   batch_size=batch_size),
@@ -255,9 +258,10 @@ def answer_stdin(run: Callable[[list[str]], list[dict[str, Any]]], loaded: Any, 
 @click.option("--batch-size", type=click.IntRange(min=1), default=10, show_default=True,
               help="Parallel streams.")
 @device_option
+@quantize_option
 @json_option
 def evaluate_lm_cmd(model_path: Path | None, corpus: str | None, split: str, file: Path | None,
-                    hf_dataset: str | None, batch_size: int, device: str,
+                    hf_dataset: str | None, batch_size: int, device: str, quantize: str | None,
                     as_json: bool) -> None:
     """Word-level perplexity: exp(mean NLL per token), <eos> counted per line.
 
@@ -271,7 +275,7 @@ def evaluate_lm_cmd(model_path: Path | None, corpus: str | None, split: str, fil
     from seqtool.loading import load_lm
 
     lm_text(corpus, split, file, hf_dataset)  # bad data flags fail before the model loads
-    loaded = load_lm(model_path, resolve_device(device))
+    loaded = load_lm(model_path, resolve_device(device, quantize), quantize)
     result = evaluate_lm(loaded, corpus=corpus, split=split, file=file, batch_size=batch_size,
                          hf_dataset=hf_dataset)
     if as_json:

@@ -10,7 +10,7 @@ import click
 
 from seqtool.cli.app import (CONTEXT, cli, config_from_flags, config_option, config_to_resume,
                              device_option, evaluate, interrupt_on_signals, json_option,
-                             resolve_device, run_options, train)
+                             quantize_option, resolve_device, run_options, train)
 from seqtool.config import DataConfig, SearchConfig
 from seqtool.errors import ConfigError, DataError, InputError
 from seqtool.translation import READ_AHEAD, SEARCH_FLAGS
@@ -138,6 +138,7 @@ def _search(beam_size: int | None, n_best: int | None, alpha: float | None,
 @click.option("--attention-png", type=click.Path(path_type=Path),
               help="One sentence: save the attention matrix as a PNG (needs matplotlib).")
 @device_option
+@quantize_option
 @json_option
 def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tgt: str | None,
                   beam_size: int | None, n_best: int | None, alpha: float | None,
@@ -145,7 +146,7 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
                   precision: str | None, bleu_tokenize: str | None, batch_size: int,
                   read_ahead: int, reference: Path | None, tokenized: bool,
                   show_attention: bool, attention_png: Path | None, device: str,
-                  as_json: bool) -> None:
+                  quantize: str | None, as_json: bool) -> None:
     """Translate TEXT, or the lines of stdin to stdout (one output line per input line).
 
     Lines are read --read-ahead at a time, translated in batches of --batch-size
@@ -188,8 +189,8 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
         from seqtool.plot import check_plot_target
 
         check_plot_target(attention_png, "--attention-png", "attention.png")
-    dev = resolve_device(device)
-    loaded = load_translator(model_path, src, tgt, dev)
+    dev = resolve_device(device, quantize)
+    loaded = load_translator(model_path, src, tgt, dev, quantize)
     search = search_settings(loaded.config.search, **flags)
     join = joins_words(loaded) and not tokenized
     if text is not None:
@@ -302,6 +303,7 @@ def _translate_stream(loaded: Any, search: Any, device: str, batch_size: int, as
 @search_options
 @click.option("--batch-size", default=64, show_default=True, help="Sentences decoded together.")
 @device_option
+@quantize_option
 @json_option
 def evaluate_translate_cmd(model_path: Path | None, corpus: str | None, split: str,
                            src: str | None, tgt: str | None, src_file: Path | None,
@@ -309,7 +311,7 @@ def evaluate_translate_cmd(model_path: Path | None, corpus: str | None, split: s
                            alpha: float | None, max_len_ratio: float | None,
                            no_repeat_ngram: int | None, precision: str | None,
                            bleu_tokenize: str | None, batch_size: int, device: str,
-                           as_json: bool) -> None:
+                           quantize: str | None, as_json: bool) -> None:
     """Corpus BLEU and chrF (sacrebleu, with signatures) and sentences per second.
 
     Translations are scored detokenized, against the raw reference text;
@@ -332,7 +334,7 @@ def evaluate_translate_cmd(model_path: Path | None, corpus: str | None, split: s
     if (src_file is None) != (ref_file is None):
         raise ConfigError("give both --src-file and --ref-file",
                           "the reference has the translation of each source line")
-    loaded = load_translator(model_path, src, tgt, resolve_device(device))
+    loaded = load_translator(model_path, src, tgt, resolve_device(device, quantize), quantize)
     result = evaluate_translate(loaded, corpus=corpus, split=split, src=src, tgt=tgt,
                                 src_file=src_file, ref_file=ref_file, search=flags,
                                 batch_size=batch_size, bleu_tokenize=bleu_tokenize)

@@ -86,6 +86,10 @@ def average_checkpoints(paths: list[Path], out: Path, command: str = "") -> dict
         raise InputError(f"--out {out} is one of the checkpoints to average",
                          "write the average to a new folder")
     metas = [{**read_meta(f), "tokenizer_files": tokenizer_bytes(f)} for f in folders]
+    for folder, meta in zip(folders, metas, strict=True):
+        if meta.get("quantized"):  # int8 values under different scales do not average
+            raise CheckpointError(f"{folder} is an int8 export", "average the fp32 checkpoints "
+                                  "it came from, then seqtool export --int8 the average")
     for folder, meta in zip(folders[1:], metas[1:], strict=True):
         diff = difference(metas[0], meta)
         if diff:

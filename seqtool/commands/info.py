@@ -33,7 +33,8 @@ def loaded_info(loaded: Any) -> dict[str, Any]:
             "format_version": meta["format_version"], "vocab_size": meta["vocab_size"],
             "tokenizer": meta["tokenizer_kind"], "model": meta["model"],
             "parameters": counts, "total_parameters": sum(counts.values()),
-            "weights_dtype": _weights_dtype(loaded.folder), "files": files,
+            "weights_dtype": ("I8" if meta.get("quantized") else _weights_dtype(loaded.folder)),
+            "files": files,
             "metrics": meta.get("metrics", {}),
             "card": card_path.read_text("utf-8") if card_path.is_file() else "",
             "history": run_curves(loaded.folder)}
@@ -68,14 +69,27 @@ def _weights_dtype(folder: Path) -> str:
         return str(f.get_slice(keys[0]).get_dtype()) if keys else "?"
 
 
-def export_checkpoint(source: Path, dest: Path, half: bool = False) -> int:
-    """Write `dest` with weights, config, tokenizer and card only; returns its size in bytes."""
+def export_checkpoint(source: Path, dest: Path, half: bool = False, int8: bool = False) -> int:
+    """Write `dest` with weights, config, tokenizer and card only; returns its size in
+    bytes. int8: dynamic int8 weights (layers/int8.py), flagged in config.json."""
     from seqtool.checkpoint import CARD_FILE, load_checkpoint, save_checkpoint
+    from seqtool.errors import ConfigError
 
+    if half and int8:
+        raise ConfigError("--half and --int8 are two different exports", "pick one")
     loaded = load_checkpoint(source)
+    if int8:
+        from seqtool.loading import quantized
+
+        if loaded.meta["kind"] not in ("lm", "translate", "chat"):
+            raise ConfigError(f"--int8 exports language, translation and chat models, not "
+                              f"{loaded.meta['kind']!r}", "drop --int8")
+        quantized(loaded, "int8", "cpu")
     card = (loaded.folder / CARD_FILE).read_text("utf-8") if (loaded.folder / CARD_FILE
                                                                ).is_file() else ""
     extra = {k: v for k, v in loaded.meta.items() if k not in STANDARD_KEYS}
+    if int8 or extra.get("quantized"):
+        extra["quantized"] = "int8"
     save_checkpoint(Path(dest), model=loaded.model, config=loaded.config,
                     tokenizer=loaded.tokenizer, tgt_tokenizer=loaded.tgt_tokenizer, card=card,
                     extra_meta=extra, half=half)

@@ -83,7 +83,8 @@ class AdaptiveEmbedding(nn.Module):
         if len(self.tables) == 1:
             return self.table(0)(ids)
         flat = ids.reshape(-1)
-        out = self.table(0).weight.new_zeros(flat.shape[0], self.dim)
+        # the head's own output dtype (an int8 table, layers/int8.py, returns fp32)
+        out = self.table(0)(flat[:0]).new_zeros(flat.shape[0], self.dim)
         for i, (table, proj) in enumerate(zip(self.tables, self.projs, strict=False)):
             lo, hi = self.bounds[i], self.bounds[i + 1]
             idx = ((flat >= lo) & (flat < hi)).nonzero().squeeze(1)

@@ -70,6 +70,8 @@ def output_layer(size: int, embedding: nn.Embedding, tie: bool) -> tuple[nn.Modu
 def rnn_step(rnn: Any, x: Tensor, hidden: Any) -> tuple[Tensor, Any]:
     """One time step of a stacked torch RNN with its own weights: x (B, I) ->
     output (B, H) and the new hidden ((L, B, H), or a pair for an LSTM)."""
+    if hasattr(rnn, "step"):  # an int8 RNN (layers/int8.py) runs its own cells
+        return rnn.step(x, hidden)
     lstm = rnn.mode == "LSTM"
     hs, cs = hidden if lstm else (hidden, hidden)  # cs only read for an LSTM
     new_h, new_c = [], []

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import torch
 from torch import Tensor, nn
 
 from seqtool.layers.state import detach_nested, reorder_nested
@@ -88,12 +89,14 @@ class SeqModel(nn.Module):
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
-    """Parameters per top-level component (shared ones counted once, where first seen)."""
+    """Parameters per top-level component (shared ones counted once, where first seen);
+    an int8 model's int8 weight buffers (layers/int8.py) count as its parameters."""
     seen: set[int] = set()
     counts: dict[str, int] = {}
     for name, module in model.named_children():
         n = 0
-        for p in module.parameters():
+        int8 = [b for b in module.buffers() if b.dtype == torch.int8]
+        for p in [*module.parameters(), *int8]:
             if id(p) not in seen:
                 seen.add(id(p))
                 n += p.numel()
