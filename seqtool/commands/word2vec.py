@@ -178,7 +178,8 @@ def word2vec_card(cfg: RunConfig, vocab: int, corpus_words: int, stats: dict[str
              f"{cfg.train.epochs} epochs")
     data = (f"- data: {d.corpus or d.train_file} ({corpus_words:,} words); vocabulary "
             f"{vocab:,} words seen at least {cfg.tokenizer.min_freq} times")
-    speed = (f"- {stats['words_per_s']:,.0f} words/s, {stats['seconds']:.1f} s; final loss "
+    speed = (f"- {stats['words_per_s']:,.0f} words/s ({stats['engine']} engine, "
+             f"{stats['workers']} threads), {stats['seconds']:.1f} s; final loss "
              f"{stats['loss']:.4f}")
     return "\n".join(["# seqtool word2vec model", "", model, data, "", "## Recipe", "",
                       "```", cmd, "```", "", "## Training", "", speed, ""])
@@ -198,6 +199,7 @@ def train_word2vec(cfg: RunConfig, out: Path | None = None, reporter: Any = None
     from seqtool.data.tokenizer import WordTokenizer, load_tokenizer
     from seqtool.data.word2vec import FIRST_WORD, encode_corpus
     from seqtool.models import build_model
+    from seqtool.models.word2vec import choose_engine
 
     workers = threads or min(8, os.cpu_count() or 1)
     tc = cfg.tokenizer
@@ -224,16 +226,18 @@ def train_word2vec(cfg: RunConfig, out: Path | None = None, reporter: Any = None
         raise DataError(f"no word occurs {tc.min_freq} times or more in the training data",
                         "lower --min-count, or give more text")
     model = build_model("word2vec", cfg.model, tokenizer.vocab_size)
+    engine = choose_engine(cfg.model.engine)  # before the progress bar: may raise
     if reporter is not None:
         reporter.on_start({"total_words": cfg.train.epochs * corpus.raw_words,
-                           "epochs": cfg.train.epochs, "vocab_size": tokenizer.vocab_size})
+                           "epochs": cfg.train.epochs, "vocab_size": tokenizer.vocab_size,
+                           "engine": engine})
     try:
         stats = fit(model, corpus, cfg.train.epochs, cfg.train.seed, reporter, workers)
     finally:
         if reporter is not None:
             reporter.on_end({})
     vocab = tokenizer.vocab_size - FIRST_WORD
-    metrics = {k: stats[k] for k in ("words_per_s", "seconds", "loss")}
+    metrics = {k: stats[k] for k in ("words_per_s", "seconds", "loss", "engine")}
     save_checkpoint(run_dir, model=model, config=cfg, tokenizer=tokenizer,
                     card=word2vec_card(cfg, vocab, corpus.raw_words, stats),
                     extra_meta={"metrics": metrics})

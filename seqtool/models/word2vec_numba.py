@@ -202,8 +202,9 @@ def chunk_bounds(lines: np.ndarray, lo: int, hi: int, chunk_words: int) -> list[
     while a < hi:
         b = min(hi, a + chunk_words)
         k = int(np.searchsorted(starts, b))
-        if b < hi and k < starts.shape[0] and starts[k] <= min(hi, a + 4 * chunk_words):
-            b = int(starts[k])
+        line_end = int(starts[k]) if k < starts.shape[0] else hi
+        if line_end <= a + 4 * chunk_words:
+            b = line_end
         out.append((a, b))
         a = b
     return out
