@@ -29,6 +29,11 @@ machine load hits both alike.
 
     .venv/bin/python bench/word2vec_vs_gensim.py [--quick] [--archs skipgram cbow]
         [--seeds 1 2 3] [--epochs 5] [--threads 2] [--max-words 0] [--corpus-file PATH]
+        [--engine auto|numba|torch]
+
+seqtool's engine (--engine, model.engine): numba (models/word2vec_numba.py, the `fast`
+extra) or torch (batched updates); auto = numba where installed. The numba kernel is
+compiled (or loaded from numba's cache) before the clock starts.
 """
 
 from __future__ import annotations

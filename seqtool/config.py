@@ -233,7 +233,8 @@ class Word2VecConfig:
     batch_words: int = _opt(1024, "predicted words per batched update (torch engine)", low=1)
     engine: str = _opt("auto", "training loop: numba (compiled, one word at a time, as "
                        "gensim; pip install 'seqtool[fast]'), torch (batched updates) or "
-                       "auto (numba where installed, else torch)", ("auto", "numba", "torch"))
+                       "auto (CBOW: numba where installed, else torch; skip-gram: torch)",
+                       ("auto", "numba", "torch"))
 
 
 @dataclass(frozen=True, kw_only=True)

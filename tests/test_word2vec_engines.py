@@ -1,8 +1,9 @@
 """word2vec's two engines: the numba kernel (models/word2vec_numba.py) against a plain
 NumPy transcription of word2vec's sequential update, both engines learning planted
 co-occurrence structure, one thread being deterministic, the chunking at line ends,
-and the engine choice (auto falls back to torch without numba; asking for numba
-without it is one error line; the CLI, --json and the model card say which ran)."""
+and the engine choice (auto: CBOW on numba, skip-gram on torch, torch without numba;
+asking for numba without it is one error line; the CLI, --json and the model card say
+which ran)."""
 
 from __future__ import annotations
 
@@ -141,23 +142,28 @@ def test_windows_stop_at_line_ends_and_chunks_end_with_lines():
 # --------------------------------------------------------------------------- the choice
 def test_auto_falls_back_to_torch_without_numba(monkeypatch):
     monkeypatch.setattr(w2v, "numba_available", lambda: False)
-    assert w2v.choose_engine("auto") == "torch"
-    assert w2v.choose_engine("torch") == "torch"
-    with pytest.raises(ConfigError) as exc:
-        w2v.choose_engine("numba")
-    assert "numba" in str(exc.value) and "fast" in exc.value.hint
+    for arch in ("cbow", "skipgram"):
+        assert w2v.choose_engine("auto", arch) == "torch"
+        assert w2v.choose_engine("torch", arch) == "torch"
+        with pytest.raises(ConfigError) as exc:
+            w2v.choose_engine("numba", arch)
+        assert "numba" in str(exc.value) and "fast" in exc.value.hint
 
 
 @needs_numba
-def test_auto_is_numba_where_installed():
-    assert w2v.choose_engine("auto") == "numba"
+def test_auto_is_numba_for_cbow_and_torch_for_skipgram():
+    """auto follows AUTO_ENGINE where numba is installed; an explicit choice wins."""
+    assert w2v.choose_engine("auto", "cbow") == "numba"
+    assert w2v.choose_engine("auto", "skipgram") == "torch"
+    assert w2v.choose_engine("numba", "skipgram") == "numba"
+    assert w2v.choose_engine("torch", "cbow") == "torch"
 
 
 def test_cli_reports_the_engine(tmp_path, monkeypatch):
     text = tmp_path / "t.txt"
     text.write_text("\n".join(planted_lines(200)) + "\n")
-    args = ["train", "word2vec", "--train-file", text, "--dim", "8", "--min-count", "1",
-            "--epochs", "1", "--threads", "1"]
+    args = ["train", "word2vec", "--train-file", text, "--arch", "cbow", "--dim", "8",
+            "--min-count", "1", "--epochs", "1", "--threads", "1"]
     res = run_cli(*args, "--engine", "torch", "--json", "--out", tmp_path / "a")
     assert res.code == 0, res.err
     assert json.loads(res.out)["engine"] == "torch"

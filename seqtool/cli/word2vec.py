@@ -50,8 +50,9 @@ def _positive(value: int, flag: str) -> None:
               help="Starting learning rate [default: 0.025 skip-gram, 0.05 CBOW].")
 @click.option("--engine", type=click.Choice(["auto", "numba", "torch"]), default="auto",
               show_default=True,
-              help="Training loop: numba (compiled, as gensim; pip install 'seqtool[fast]'), "
-                   "torch (batched updates), auto = numba where installed, else torch.")
+              help="Training loop: numba (compiled, as gensim; pip install 'seqtool[fast]') "
+                   "or torch (batched updates). auto: CBOW on numba where installed (else "
+                   "torch), skip-gram on torch (higher scores; numba is faster).")
 @set_option("tokenizer.lowercase=true")
 @out_option("word2vec", "Checkpoint folder")
 @click.option("--threads", type=int, default=0,
@@ -68,7 +69,7 @@ def train_word2vec_cmd(corpus: str | None, train_file: Path | None, arch: str, d
     Frequent words are subsampled, noise words drawn from the unigram^0.75
     distribution, and the learning rate decays linearly, as in word2vec and gensim.
     The numba engine (the `fast` extra) trains one word at a time like gensim's
-    Cython and is the faster one; without numba, torch's batched updates run.
+    Cython and is the faster one; torch's batched updates run without it.
     The checkpoint folder works with `seqtool similar/analogy --model` and
     `seqtool export-vectors`.
 

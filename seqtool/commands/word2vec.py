@@ -47,7 +47,7 @@ def fit(model: Any, corpus: Corpus, epochs: int, seed: int, reporter: Any = None
     from seqtool.models.word2vec import choose_engine
     from seqtool.runtime import keep_freed_memory
 
-    engine = choose_engine(model.cfg.engine)
+    engine = choose_engine(model.cfg.engine, model.cfg.arch)
     keep_freed_memory()  # each batch's buffers are reused, not page-faulted (~+20% here)
     model.reset_parameters(torch.Generator().manual_seed(seed))
     keep = keep_probabilities(corpus.counts, model.cfg.sample)
@@ -226,7 +226,7 @@ def train_word2vec(cfg: RunConfig, out: Path | None = None, reporter: Any = None
         raise DataError(f"no word occurs {tc.min_freq} times or more in the training data",
                         "lower --min-count, or give more text")
     model = build_model("word2vec", cfg.model, tokenizer.vocab_size)
-    engine = choose_engine(cfg.model.engine)  # before the progress bar: may raise
+    engine = choose_engine(cfg.model.engine, cfg.model.arch)  # may raise: before the bar
     if reporter is not None:
         reporter.on_start({"total_words": cfg.train.epochs * corpus.raw_words,
                            "epochs": cfg.train.epochs, "vocab_size": tokenizer.vocab_size,

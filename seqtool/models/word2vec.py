@@ -20,8 +20,8 @@ no optimizer state), except that a row occurring more often in the batch than a 
 cap's worth (ROW_CAPS); noise words equal to w are skipped, as word2vec does.
 
 This is the torch engine. The numba engine (models/word2vec_numba.py; the `fast`
-extra) trains the same tables one word at a time, as gensim does, and is faster where
-numba is installed; choose_engine picks one (Word2VecConfig.engine).
+extra) trains the same tables one word at a time, as gensim does, and is faster;
+choose_engine picks one (Word2VecConfig.engine; AUTO_ENGINE per architecture).
 """
 
 from __future__ import annotations
@@ -44,6 +44,12 @@ ROW_CAPS = {"skipgram": (16.0, 16.0), "cbow": (16.0, 64.0)}
 
 
 ENGINES = ("numba", "torch")
+# What `auto` picks where numba is installed (bench/RESULTS.md, "word2vec engines"): CBOW
+# on numba runs at 1.66x gensim's words/s with scores at gensim's level; skip-gram stays
+# on torch, whose batched update (noise words shared by a word's contexts, row caps)
+# scores well above gensim (WordSim-353 0.37 vs 0.32) at 1.19x its words/s, where the
+# numba skip-gram scores at gensim's level at 1.93x.
+AUTO_ENGINE = {"cbow": "numba", "skipgram": "torch"}
 
 
 def numba_available() -> bool:
@@ -55,18 +61,20 @@ def numba_available() -> bool:
     return True
 
 
-def choose_engine(requested: str) -> str:
-    """The engine that trains: `requested` (auto, numba, torch); auto is numba where
-    it is installed, else torch."""
+def choose_engine(requested: str, arch: str) -> str:
+    """The engine that trains `arch`: `requested` (auto, numba, torch); auto is
+    AUTO_ENGINE[arch], torch where numba is not installed."""
     from seqtool.errors import ConfigError
 
-    if requested == "torch" or (requested == "auto" and not numba_available()):
-        return "torch"
-    if not numba_available():
+    if requested == "auto":
+        requested = AUTO_ENGINE[arch]
+        if requested == "numba" and not numba_available():
+            return "torch"
+    if requested == "numba" and not numba_available():
         raise ConfigError("the numba engine needs numba, which is not installed",
                           "pip install -c constraints.txt -e '.[fast]' (or 'seqtool[fast]'), "
                           "or use --engine torch")
-    return "numba"
+    return requested
 
 
 class Word2Vec(nn.Module):
