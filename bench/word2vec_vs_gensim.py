@@ -55,6 +55,12 @@ def default_corpus() -> Path:
     return root / "wikitext-2" / "train.txt"
 
 
+def shown_path(path: Path) -> str:
+    """The corpus path as results show it: relative to the repository (../shared/...),
+    never this machine's absolute path."""
+    return os.path.relpath(os.path.abspath(path), Path(__file__).resolve().parents[1])
+
+
 def read_sentences(path: Path, max_words: int) -> list[str]:
     lines, words = [], 0
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -217,8 +223,9 @@ def main() -> None:
     settings = {k: getattr(a, k) for k in ("dim", "window", "negative", "min_count", "sample",
                                            "epochs", "threads", "seeds", "batch_words", "engine",
                                            "restrict_vocab", "max_words")}
-    settings.update(corpus=str(a.corpus_file), corpus_words=words, lines=len(lines))
-    print(f"\n{a.corpus_file} ({words:,} words, {len(lines):,} lines), {a.epochs} epochs, "
+    settings.update(corpus=shown_path(a.corpus_file), corpus_words=words, lines=len(lines))
+    print(f"\n{shown_path(a.corpus_file)} ({words:,} words, {len(lines):,} lines), "
+          f"{a.epochs} epochs, "
           f"dim {a.dim}, window {a.window}, negative {a.negative}, min-count {a.min_count}, "
           f"sample {a.sample:g}, {a.threads} threads, seeds {a.seeds}; words/s: median "
           f"over seeds; scores: mean ± sd over seeds; analogies over the "
