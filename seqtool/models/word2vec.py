@@ -45,7 +45,7 @@ ROW_CAPS = {"skipgram": (16.0, 16.0), "cbow": (16.0, 64.0)}
 
 ENGINES = ("numba", "torch")
 # What `auto` picks where numba is installed (bench/RESULTS.md, "word2vec engines"): CBOW
-# on numba runs at 1.66x gensim's words/s with scores at gensim's level; skip-gram stays
+# on numba runs at 1.69x gensim's words/s with scores at gensim's level; skip-gram stays
 # on torch, whose batched update (noise words shared by a word's contexts, row caps)
 # scores well above gensim (WordSim-353 0.37 vs 0.32) at 1.19x its words/s, where the
 # numba skip-gram scores at gensim's level at 1.93x.
