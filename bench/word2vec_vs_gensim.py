@@ -29,6 +29,11 @@ machine load hits both alike.
 
     .venv/bin/python bench/word2vec_vs_gensim.py [--quick] [--archs skipgram cbow]
         [--seeds 1 2 3] [--epochs 5] [--threads 2] [--max-words 0] [--corpus-file PATH]
+        [--engine auto|numba|torch]
+
+seqtool's engine (--engine, model.engine): numba (models/word2vec_numba.py, the `fast`
+extra) or torch (batched updates); auto = numba where installed. The numba kernel is
+compiled (or loaded from numba's cache) before the clock starts.
 """
 
 from __future__ import annotations
@@ -48,6 +53,12 @@ def default_corpus() -> Path:
     corpora = os.environ.get("SEQTOOL_CORPORA")
     root = Path(corpora) if corpora else Path(__file__).resolve().parents[2] / "shared" / "corpora"
     return root / "wikitext-2" / "train.txt"
+
+
+def shown_path(path: Path) -> str:
+    """The corpus path as results show it: relative to the repository (../shared/...),
+    never this machine's absolute path."""
+    return os.path.relpath(os.path.abspath(path), Path(__file__).resolve().parents[1])
 
 
 def read_sentences(path: Path, max_words: int) -> list[str]:
@@ -116,11 +127,12 @@ def run_seqtool(lines: list[str], arch: str, seed: int, a: argparse.Namespace,
     tok = WordTokenizer.train(lines, min_freq=a.min_count)
     corpus = encode_corpus(lines, tok)
     cfg = Word2VecConfig(arch=arch, dim=a.dim, window=a.window, negative=a.negative,
-                         sample=a.sample, batch_words=a.batch_words)
+                         sample=a.sample, batch_words=a.batch_words, engine=a.engine)
     model = Word2Vec(cfg, tok.vocab_size)
     stats = fit(model, corpus, a.epochs, seed, workers=a.threads)
     vecs = WordVectors(tok.tokens[FIRST_WORD:], model.vectors()[FIRST_WORD:].numpy())
-    return {"system": "seqtool", "arch": arch, "seed": seed, "vocab": len(vecs),
+    return {"system": f"seqtool ({stats['engine']})", "arch": arch, "seed": seed,
+            "vocab": len(vecs), "engine": stats["engine"],
             "seconds": stats["seconds"], "words_per_s": stats["words_per_s"],
             "final_loss": stats["loss"], **scores(vecs, a.restrict_vocab)}
 
@@ -161,6 +173,8 @@ def main() -> None:
                    help="one run per seed and system (both are Hogwild: runs vary)")
     p.add_argument("--batch-words", type=int, default=None,
                    help="seqtool's words per batched update (default: the config's)")
+    p.add_argument("--engine", default="auto", choices=["auto", "numba", "torch"],
+                   help="seqtool's training engine (model.engine; auto = numba if installed)")
     p.add_argument("--restrict-vocab", type=int, default=30000)
     p.add_argument("--max-words", type=int, default=0, help="use the first N words (0 = all)")
     p.add_argument("--quick", action="store_true",
@@ -207,10 +221,11 @@ def main() -> None:
     table = markdown_table(["system", "words/s", "vs gensim", "train s", "WordSim-353 ρ",
                             "analogies", "semantic", "syntactic", "vocab"], rows)
     settings = {k: getattr(a, k) for k in ("dim", "window", "negative", "min_count", "sample",
-                                           "epochs", "threads", "seeds", "batch_words",
+                                           "epochs", "threads", "seeds", "batch_words", "engine",
                                            "restrict_vocab", "max_words")}
-    settings.update(corpus=str(a.corpus_file), corpus_words=words, lines=len(lines))
-    print(f"\n{a.corpus_file} ({words:,} words, {len(lines):,} lines), {a.epochs} epochs, "
+    settings.update(corpus=shown_path(a.corpus_file), corpus_words=words, lines=len(lines))
+    print(f"\n{shown_path(a.corpus_file)} ({words:,} words, {len(lines):,} lines), "
+          f"{a.epochs} epochs, "
           f"dim {a.dim}, window {a.window}, negative {a.negative}, min-count {a.min_count}, "
           f"sample {a.sample:g}, {a.threads} threads, seeds {a.seeds}; words/s: median "
           f"over seeds; scores: mean ± sd over seeds; analogies over the "

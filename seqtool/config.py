@@ -234,7 +234,11 @@ class Word2VecConfig:
     alpha: float = _opt(0.0, "starting learning rate, decayed linearly to min_alpha "
                         "(0 = 0.025 for skip-gram, 0.05 for CBOW)", low=0.0)
     min_alpha: float = _opt(1e-4, "final learning rate", low=0.0)
-    batch_words: int = _opt(1024, "predicted words per batched update", low=1)
+    batch_words: int = _opt(1024, "predicted words per batched update (torch engine)", low=1)
+    engine: str = _opt("auto", "training loop: numba (compiled, one word at a time, as "
+                       "gensim; pip install 'seqtool[fast]'), torch (batched updates) or "
+                       "auto (CBOW: numba where installed, else torch; skip-gram: torch)",
+                       ("auto", "numba", "torch"))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -48,6 +48,11 @@ def _positive(value: int, flag: str) -> None:
 @click.option("--epochs", type=int, default=5, show_default=True, help="Passes over the text.")
 @click.option("--alpha", type=float, default=None,
               help="Starting learning rate [default: 0.025 skip-gram, 0.05 CBOW].")
+@click.option("--engine", type=click.Choice(["auto", "numba", "torch"]), default="auto",
+              show_default=True,
+              help="Training loop: numba (compiled, as gensim; pip install 'seqtool[fast]') "
+                   "or torch (batched updates). auto: CBOW on numba where installed (else "
+                   "torch), skip-gram on torch (higher scores; numba is faster).")
 @set_option("tokenizer.lowercase=true")
 @out_option("word2vec", "Checkpoint folder")
 @click.option("--threads", type=click.IntRange(min=0), default=0,
@@ -56,12 +61,15 @@ def _positive(value: int, flag: str) -> None:
 @json_option
 def train_word2vec_cmd(corpus: str | None, train_file: Path | None, arch: str, dim: int,
                        window: int, negative: int, min_count: int, sample: float, epochs: int,
-                       alpha: float | None, overrides: tuple[str, ...], out: Path | None,
+                       alpha: float | None, engine: str, overrides: tuple[str, ...],
+                       out: Path | None,
                        threads: int, as_json: bool) -> None:
     """Train word vectors: skip-gram or CBOW with negative sampling (word2vec).
 
     Frequent words are subsampled, noise words drawn from the unigram^0.75
     distribution, and the learning rate decays linearly, as in word2vec and gensim.
+    The numba engine (the `fast` extra) trains one word at a time like gensim's
+    Cython and is the faster one; torch's batched updates run without it.
     The checkpoint folder works with `seqtool similar/analogy --model` and
     `seqtool export-vectors`.
 
@@ -76,7 +84,7 @@ def train_word2vec_cmd(corpus: str | None, train_file: Path | None, arch: str, d
     from seqtool.console import print_json, stdout_console
 
     model = {"arch": arch, "dim": dim, "window": window, "negative": negative,
-             "sample": sample, "alpha": alpha}
+             "sample": sample, "alpha": alpha, "engine": engine}
     data = {"corpus": corpus, "train_file": str(train_file) if train_file else None}
     cfg = load_config("word2vec", None, overrides,
                       {"data": data, "model": model, "tokenizer": {"min_freq": min_count},
@@ -89,7 +97,8 @@ def train_word2vec_cmd(corpus: str | None, train_file: Path | None, arch: str, d
         stdout_console().print(
             f"done: {summary['vocab_size']:,} word vectors ({summary['arch']}, "
             f"{summary['dim']} dimensions) from {summary['corpus_words']:,} words x "
-            f"{summary['epochs']} epochs at {summary['words_per_s']:,.0f} words/s; "
+            f"{summary['epochs']} epochs at {summary['words_per_s']:,.0f} words/s "
+            f"({summary['engine']} engine); "
             f"checkpoint in {summary['run_dir']}")
 
 

@@ -29,48 +29,45 @@ def fit(model: Any, corpus: Corpus, epochs: int, seed: int, reporter: Any = None
     """Train `model` (models/word2vec.py) on `corpus` for `epochs`; the learning rate
     decays linearly from model.alpha to min_alpha over all epochs' words.
 
+    The engine is model.cfg.engine (models.word2vec.choose_engine): numba (the compiled
+    kernel of models/word2vec_numba.py, one word at a time) or torch (batched updates).
     `workers` > 1 splits the corpus into that many spans, each trained by its own
-    thread with one-thread tensor ops, all updating the shared tables without locks
-    (Hogwild, as word2vec and gensim do; the result then varies from run to run).
+    thread (one-thread tensor ops for torch), all updating the shared tables without
+    locks (Hogwild, as word2vec and gensim do; the result then varies from run to run).
     One worker is deterministic for a seed. Reports on_step({words, total_words,
     epoch, lr, loss, words_per_s}) about every `report_every_s` seconds. Returns
-    seconds, words/s and the last mean loss."""
+    seconds, words/s, the last mean loss and the engine."""
     import math
     import threading
 
     import numpy as np
     import torch
 
+    from seqtool.data.word2vec import keep_probabilities, noise_table
+    from seqtool.models.word2vec import choose_engine
     from seqtool.runtime import keep_freed_memory
-    from seqtool.data.word2vec import epoch_batches, keep_probabilities, noise_table
 
+    engine = choose_engine(model.cfg.engine, model.cfg.arch)
     keep_freed_memory()  # each batch's buffers are reused, not page-faulted (~+20% here)
-    cfg = model.cfg
     model.reset_parameters(torch.Generator().manual_seed(seed))
-    keep = keep_probabilities(corpus.counts, cfg.sample)
+    keep = keep_probabilities(corpus.counts, model.cfg.sample)
     noise = noise_table(corpus.counts)
     total = max(1, epochs * corpus.raw_words)
-    alpha, min_alpha = model.alpha, min(cfg.min_alpha, model.alpha)
+    alpha, min_alpha = model.alpha, min(model.cfg.min_alpha, model.alpha)
     bounds = np.linspace(0, corpus.words, workers + 1).astype(np.int64)
     done = [0] * workers
     losses = [float("nan")] * workers
     stop, errors = threading.Event(), []
 
+    def lr_now() -> float:
+        return alpha - (alpha - min_alpha) * min(1.0, sum(done) / total)
+
+    epoch_steps = _epoch_steps(engine, model, corpus, keep, noise, seed, lr_now)
+
     def work(w: int) -> None:
-        rng = np.random.default_rng([seed, w])
         try:
-            for _ in range(epochs):
-                for step, b in enumerate(epoch_batches(
-                        corpus, keep, noise, cfg.window, cfg.negative, cfg.batch_words, rng,
-                        (int(bounds[w]), int(bounds[w + 1])))):
-                    if stop.is_set():
-                        return
-                    lr = alpha - (alpha - min_alpha) * min(1.0, sum(done) / total)
-                    loss = model.update(torch.from_numpy(b.contexts), torch.from_numpy(b.mask),
-                                        torch.from_numpy(b.targets), lr,
-                                        with_loss=step % 50 == 0)
-                    losses[w] = losses[w] if loss is None else loss
-                    done[w] += b.words
+            _run_worker(epoch_steps(w, (int(bounds[w]), int(bounds[w + 1])), epochs), w,
+                        stop, done, losses)
         except Exception as exc:  # re-raised in the calling thread
             errors.append(exc)
             stop.set()
@@ -90,8 +87,7 @@ def fit(model: Any, corpus: Corpus, epochs: int, seed: int, reporter: Any = None
         if reporter is not None and words and not stop.is_set():
             reporter.on_step({"words": words, "total_words": total,
                               "epoch": min(epochs, 1 + words // max(corpus.raw_words, 1)),
-                              "lr": alpha - (alpha - min_alpha) * min(1.0, words / total),
-                              "loss": mean_loss(),
+                              "lr": lr_now(), "loss": mean_loss(),
                               "words_per_s": words / max(time.perf_counter() - start, 1e-9)})
 
     try:
@@ -105,7 +101,60 @@ def fit(model: Any, corpus: Corpus, epochs: int, seed: int, reporter: Any = None
         raise errors[0]
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "words_per_s": total / max(seconds, 1e-9), "loss": mean_loss(),
-            "words": total, "workers": workers}
+            "words": total, "workers": workers, "engine": engine}
+
+
+def _run_worker(epochs: Any, w: int, stop: Any, done: list[int], losses: list[float]) -> None:
+    """Worker w's updates, epoch by epoch (each an iterator of (raw words, loss or
+    None)), counting its words in done[w] and its last loss in losses[w], until the
+    end or until `stop` is set."""
+    for steps in epochs:
+        for words, loss in steps:
+            if stop.is_set():
+                return
+            losses[w] = losses[w] if loss is None else loss
+            done[w] += words
+
+
+def _epoch_steps(engine: str, model: Any, corpus: Corpus, keep: Any, noise: Any, seed: int,
+                 lr_now: Any) -> Any:
+    """steps(worker, span, epochs): per epoch, an iterator of (raw words done, loss or
+    None) per update of that engine, over the worker's span of the corpus. The numba
+    kernel is compiled (or loaded from numba's cache) here, before the clock starts."""
+    import numpy as np
+    import torch
+
+    cfg = model.cfg
+    if engine == "numba":
+        from seqtool.models import word2vec_numba as kernel
+
+        kernel.compile_kernel()
+        syn0 = model.in_vectors.weight.detach().numpy()  # (V, D) views: updated in place
+        syn1 = model.out_vectors.weight.detach().numpy()
+
+        def numba_steps(w: int, span: tuple[int, int], epochs: int) -> Any:
+            state = kernel.seed_state(seed, w)
+            for _ in range(epochs):
+                yield kernel.train_epoch(syn0, syn1, corpus, keep, noise, cfg, span, state,
+                                         lr_now)
+
+        return numba_steps
+
+    from seqtool.data.word2vec import epoch_batches
+
+    def torch_epoch(span: tuple[int, int], rng: Any) -> Any:
+        for step, b in enumerate(epoch_batches(corpus, keep, noise, cfg.window, cfg.negative,
+                                               cfg.batch_words, rng, span)):
+            yield b.words, model.update(torch.from_numpy(b.contexts), torch.from_numpy(b.mask),
+                                        torch.from_numpy(b.targets), lr_now(),
+                                        with_loss=step % 50 == 0)
+
+    def torch_steps(w: int, span: tuple[int, int], epochs: int) -> Any:
+        rng = np.random.default_rng([seed, w])
+        for _ in range(epochs):
+            yield torch_epoch(span, rng)
+
+    return torch_steps
 
 
 def _run_reporting(threads: list[Any], report: Any, every_s: float) -> None:
@@ -129,7 +178,8 @@ def word2vec_card(cfg: RunConfig, vocab: int, corpus_words: int, stats: dict[str
              f"{cfg.train.epochs} epochs")
     data = (f"- data: {d.corpus or d.train_file} ({corpus_words:,} words); vocabulary "
             f"{vocab:,} words seen at least {cfg.tokenizer.min_freq} times")
-    speed = (f"- {stats['words_per_s']:,.0f} words/s, {stats['seconds']:.1f} s; final loss "
+    speed = (f"- {stats['words_per_s']:,.0f} words/s ({stats['engine']} engine, "
+             f"{stats['workers']} threads), {stats['seconds']:.1f} s; final loss "
              f"{stats['loss']:.4f}")
     return "\n".join(["# seqtool word2vec model", "", model, data, "", "## Recipe", "",
                       "```", cmd, "```", "", "## Training", "", speed, ""])
@@ -149,6 +199,7 @@ def train_word2vec(cfg: RunConfig, out: Path | None = None, reporter: Any = None
     from seqtool.data.tokenizer import WordTokenizer, load_tokenizer
     from seqtool.data.word2vec import FIRST_WORD, encode_corpus
     from seqtool.models import build_model
+    from seqtool.models.word2vec import choose_engine
 
     workers = threads or min(8, os.cpu_count() or 1)
     tc = cfg.tokenizer
@@ -175,16 +226,18 @@ def train_word2vec(cfg: RunConfig, out: Path | None = None, reporter: Any = None
         raise DataError(f"no word occurs {tc.min_freq} times or more in the training data",
                         "lower --min-count, or give more text")
     model = build_model("word2vec", cfg.model, tokenizer.vocab_size)
+    engine = choose_engine(cfg.model.engine, cfg.model.arch)  # may raise: before the bar
     if reporter is not None:
         reporter.on_start({"total_words": cfg.train.epochs * corpus.raw_words,
-                           "epochs": cfg.train.epochs, "vocab_size": tokenizer.vocab_size})
+                           "epochs": cfg.train.epochs, "vocab_size": tokenizer.vocab_size,
+                           "engine": engine})
     try:
         stats = fit(model, corpus, cfg.train.epochs, cfg.train.seed, reporter, workers)
     finally:
         if reporter is not None:
             reporter.on_end({})
     vocab = tokenizer.vocab_size - FIRST_WORD
-    metrics = {k: stats[k] for k in ("words_per_s", "seconds", "loss")}
+    metrics = {k: stats[k] for k in ("words_per_s", "seconds", "loss", "engine")}
     save_checkpoint(run_dir, model=model, config=cfg, tokenizer=tokenizer,
                     card=word2vec_card(cfg, vocab, corpus.raw_words, stats),
                     extra_meta={"metrics": metrics})

@@ -20,7 +20,8 @@ class Word2VecReporter:
                                    TimeRemainingColumn)
 
         self.progress = Progress(
-            TextColumn("[bold]word2vec[/]"), BarColumn(), TextColumn("{task.fields[stats]}"),
+            TextColumn(f"[bold]word2vec[/] ({info.get('engine', '?')})"), BarColumn(),
+            TextColumn("{task.fields[stats]}"),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=self.con,
             disable=not self.con.is_terminal)
         self.progress.start()

@@ -18,6 +18,10 @@ The gradients of one batch are summed into the tables with index_add_ (no autogr
 no optimizer state), except that a row occurring more often in the batch than a cap
 (a frequent word, or a frequent noise word) gets its summed update scaled down to the
 cap's worth (ROW_CAPS); noise words equal to w are skipped, as word2vec does.
+
+This is the torch engine. The numba engine (models/word2vec_numba.py; the `fast`
+extra) trains the same tables one word at a time, as gensim does, and is faster;
+choose_engine picks one (Word2VecConfig.engine; AUTO_ENGINE per architecture).
 """
 
 from __future__ import annotations
@@ -37,6 +41,40 @@ DEFAULT_ALPHA = {"skipgram": 0.025, "cbow": 0.05}
 # (bench/word2vec_vs_gensim.py): CBOW's analogies suffer when its input rows are capped
 # at 16, skip-gram's WordSim gains from it.
 ROW_CAPS = {"skipgram": (16.0, 16.0), "cbow": (16.0, 64.0)}
+
+
+ENGINES = ("numba", "torch")
+# What `auto` picks where numba is installed (bench/RESULTS.md, "word2vec engines"): CBOW
+# on numba runs at 1.69x gensim's words/s with scores at gensim's level; skip-gram stays
+# on torch, whose batched update (noise words shared by a word's contexts, row caps)
+# scores well above gensim (WordSim-353 0.37 vs 0.32) at 1.19x its words/s, where the
+# numba skip-gram scores at gensim's level at 1.93x.
+AUTO_ENGINE = {"cbow": "numba", "skipgram": "torch"}
+
+
+def numba_available() -> bool:
+    """Whether the numba engine can run (numba installed and importable)."""
+    try:
+        import seqtool.models.word2vec_numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def choose_engine(requested: str, arch: str) -> str:
+    """The engine that trains `arch`: `requested` (auto, numba, torch); auto is
+    AUTO_ENGINE[arch], torch where numba is not installed."""
+    from seqtool.errors import ConfigError
+
+    if requested == "auto":
+        requested = AUTO_ENGINE[arch]
+        if requested == "numba" and not numba_available():
+            return "torch"
+    if requested == "numba" and not numba_available():
+        raise ConfigError("the numba engine needs numba, which is not installed",
+                          "pip install -c constraints.txt -e '.[fast]' (or 'seqtool[fast]'), "
+                          "or use --engine torch")
+    return requested
 
 
 class Word2Vec(nn.Module):
