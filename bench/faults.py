@@ -17,7 +17,7 @@ hold the quick ones), written to bench/results/faults.json:
             peak RSS (wait4)
 
 Usage (repository root, project venv; one run takes ~10 minutes on 2 cores):
-  flock /work/bench.lock .venv/bin/python bench/faults.py [--kills 20] [--quick]
+  .venv/bin/python bench/faults.py [--kills 20] [--quick]
       [--stages kill_9 bad_input streams signals_resume_bitwise]
 """
 
