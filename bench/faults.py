@@ -17,7 +17,8 @@ hold the quick ones), written to bench/results/faults.json:
             peak RSS (wait4)
 
 Usage (repository root, project venv; one run takes ~10 minutes on 2 cores):
-  flock /work/bench.lock .venv/bin/python bench/faults.py [--kills 20] [--quick]
+  .venv/bin/python bench/faults.py [--kills 20] [--quick]
+      [--stages kill_9 bad_input streams signals_resume_bitwise]
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
 
-from _common import machine_info, write_result  # noqa: E402
+from _common import RESULTS_DIR, machine_info, write_result  # noqa: E402
 from faultkit import env, make_data, start, steps_logged, train_args  # noqa: E402
 
 
@@ -48,7 +49,7 @@ def kill_loop(root: Path, kills: int, seed: int = 0) -> dict[str, Any]:
     data = make_data(root / "data")
     run, home = root / "killed", root / "home"
     args = train_args("lm", data, run, "--set", "train.epochs=100000", "--set",
-                      "train.eval_every=1")
+                      "train.eval_every=1", "--set", "train.patience=0")  # never stops
     rows = []
     for i in range(kills):
         resumed = (run / "last").exists()
@@ -220,21 +221,32 @@ def streams(root: Path, quick: bool) -> dict[str, Any]:
     return res
 
 
+STAGES: dict[str, Any] = {
+    "kill_9": lambda root, a: kill_loop(root, 3 if a.quick else a.kills),
+    "bad_input": lambda root, a: bad_input(root),
+    "streams": lambda root, a: streams(root, a.quick),
+    "signals_resume_bitwise": lambda root, a: {} if a.quick else signals(),
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--quick", action="store_true", help="3 kills, short streams")
+    ap.add_argument("--stages", nargs="+", default=list(STAGES), choices=list(STAGES),
+                    help="run only these; the others are kept from the result file")
     a = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    name = "faults_quick" if a.quick else "faults"
+    old = RESULTS_DIR / f"{name}.json"
+    result: dict[str, Any] = json.loads(old.read_text()) if old.exists() else {}
+    result["machine"] = machine_info()
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
         os.environ["SEQTOOL_HOME"] = str(root / "home")
-        result: dict[str, Any] = {"machine": machine_info()}
-        result["kill_9"] = kill_loop(root, 3 if a.quick else a.kills)
-        result["bad_input"] = bad_input(root)
-        result["streams"] = streams(root, a.quick)
-        result["signals_resume_bitwise"] = {} if a.quick else signals()
-    path = write_result("faults_quick" if a.quick else "faults", result)
+        for stage in a.stages:
+            result[stage] = STAGES[stage](root, a)
+    path = write_result(name, result)
     k, b, s = result["kill_9"], result["bad_input"], result["streams"]
     print("| what | figure |\n| --- | --- |")
     print(f"| kill -9 | {k['kills']} kills ({k['during_a_write']} inside a checkpoint write), "

@@ -87,7 +87,8 @@ def test_kill_9_during_checkpoint_writes_then_resume(tmp_path, data):
     step (so most kills land in a write): both always load, --resume finishes."""
     rng = random.Random(0)
     run = tmp_path / "run"
-    args = train_args("lm", data, run, *LONG, "--set", "train.eval_every=1")
+    args = train_args("lm", data, run, *LONG, "--set", "train.eval_every=1", "--set",
+                      "train.patience=0")  # an evaluation per step: no early stop
     for _ in range(3):
         before = steps_logged(run)
         proc = start(args if not (run / "last").exists() else
