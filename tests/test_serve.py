@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import random
 import signal
 import subprocess
 import sys
@@ -24,48 +22,12 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed (pip ins
 httpx = pytest.importorskip("httpx", reason="httpx (the test extra) is not installed")
 
 import seqtool  # noqa: E402
+from serve_models import ready_line, sources, start_server, train_tiny  # noqa: E402
 from seqtool.commands.predict import generate_text, predict_next  # noqa: E402
 from seqtool.config import SamplingConfig  # noqa: E402
-from seqtool.data.toy import chars, date_pairs  # noqa: E402
 from seqtool.serve.app import Limits, create_app  # noqa: E402
 from seqtool.serve.models import load_models  # noqa: E402
 from seqtool.serve.sessions import SessionStore, TooManySessions, UnknownSession  # noqa: E402
-
-SENTENCES = ["the cat sat on the mat", "a dog ran to the red ball", "the sun is hot",
-             "we like green tea", "my old car is slow"]
-KEYS = ("red", "blue", "green", "gold")
-
-
-def write_lines(path: Path, lines: list[str]) -> Path:
-    path.write_text("".join(line + "\n" for line in lines), "utf-8")
-    return path
-
-
-def train_tiny(root: Path) -> dict[str, Path]:
-    """A tiny LM, date translator (with attention) and VHRED chat model."""
-    lines = [SENTENCES[i % len(SENTENCES)] for i in range(60)]
-    seqtool.train("lm-tiny", out=root / "lm", device="cpu",
-                  data={"train_file": write_lines(root / "lm.txt", lines),
-                        "valid_file": write_lines(root / "lm-valid.txt", lines[3:23])},
-                  model={"emb_dim": 16, "hidden": 16},
-                  train={"epochs": 4, "batch_size": 4, "bptt": 8, "lr": 0.02})
-    files = {}
-    for name, n, seed in (("train", 320, 1), ("valid", 24, 2)):
-        pairs = [(chars(s), chars(t)) for s, t in date_pairs(n, seed=seed)]
-        files[f"{name}_src"] = write_lines(root / f"{name}.src", [s for s, _ in pairs])
-        files[f"{name}_tgt"] = write_lines(root / f"{name}.tgt", [t for _, t in pairs])
-    seqtool.train("translate-tiny", out=root / "mt", data=files, device="cpu")
-    rng = random.Random(1)
-    dialogues = []
-    for _ in range(200):
-        k = rng.choice(KEYS)
-        dialogues.append(" __eou__ ".join(["hello there", f"my colour is {k}", "ok",
-                                           f"you said {k}"]) + " __eou__")
-    seqtool.train("chat-tiny", out=root / "chat", device="cpu", model={"arch": "vhred"},
-                  data={"train_file": write_lines(root / "chat.txt", dialogues),
-                        "valid_file": write_lines(root / "chat-valid.txt", dialogues[:20])})
-    return {"lm": root / "lm", "mt": root / "mt", "chat": root / "chat"}
-
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
@@ -83,10 +45,6 @@ def client(models):
 
     with TestClient(create_app(models)) as c:
         yield c
-
-
-def sources(n: int, seed: int = 3) -> list[str]:
-    return [chars(s) for s, _ in date_pairs(n, seed=seed)]
 
 
 # --------------------------------------------------------------------------- shapes
@@ -284,17 +242,10 @@ def test_a_request_past_the_time_limit_is_cut(models):
 
 
 # --------------------------------------------------------------------------- command line
-def _serve(*args: str | Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "seqtool", "serve", "--port", "0", "--json",
-                             *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
-
-
 def test_cli_serves_and_stops_on_ctrl_c(runs):
-    p = _serve("--model", f"dates={runs['mt']}", "--model", runs["lm"])
+    p = start_server("--model", f"dates={runs['mt']}", "--model", runs["lm"])
     try:
-        ready = json.loads(p.stdout.readline())
+        ready = ready_line(p)
         assert ready["url"].startswith("http://127.0.0.1:")
         assert [m["name"] for m in ready["models"]] == ["dates", "lm"]
         r = httpx.post(ready["url"] + "/translate", json={"text": sources(1)[0]}, timeout=30)
@@ -307,7 +258,7 @@ def test_cli_serves_and_stops_on_ctrl_c(runs):
 
 
 def test_cli_bad_model_and_port_are_one_error_line(runs):
-    p = _serve("--model", "nonexistent-model")
+    p = start_server("--model", "nonexistent-model")
     _, err = p.communicate(timeout=60)
     assert p.returncode == 2 and err.startswith("error: --model nonexistent-model") \
         and "hint:" in err
