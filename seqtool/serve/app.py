@@ -260,7 +260,7 @@ def _info_routes(app: FastAPI, server: Server) -> None:
 
 def _lm_routes(app: FastAPI, server: Server) -> None:
     @app.post("/predict")
-    async def predict(req: PredictRequest) -> dict[str, Any]:
+    async def predict(req: PredictRequest) -> JSONResponse:
         """The k most probable next tokens: what `seqtool predict TEXT --json` prints."""
         from seqtool.commands.predict import encode_prompt
 
@@ -268,7 +268,7 @@ def _lm_routes(app: FastAPI, server: Server) -> None:
         k = _checked(PredictConfig, None, {"top_k": req.k}).top_k
         encode_prompt(server.text(req.text), m.loaded.tokenizer)  # InputError -> 422
         result = await server.call("predict", (m.name, k, req.show_unk), [req.text])
-        return {**result[0], "model": m.name}
+        return JSONResponse({**result[0], "model": m.name})  # plain JSON: no re-encoding
 
     @app.post("/generate", response_model=None)
     async def generate(req: GenerateRequest) -> dict[str, Any] | StreamingResponse:
@@ -349,7 +349,7 @@ async def _stream(server: Server, m: Served, text: str, sampling: Any, seed: int
 
 def _translate_routes(app: FastAPI, server: Server) -> None:
     @app.post("/translate")
-    async def translate(req: TranslateRequest) -> dict[str, Any]:
+    async def translate(req: TranslateRequest) -> JSONResponse:
         """One sentence ("text": what `seqtool translate TEXT --json` prints) or many
         ("texts": {"results": [...]} in input order); n-best with scores, and the
         best translation's attention with "attention": true."""
@@ -378,8 +378,8 @@ def _translate_routes(app: FastAPI, server: Server) -> None:
         out = await server.call("translate", (m.name, search, req.attention), texts)
         results = [{**t.to_json(), "unknown": t.unknown, "too_long": t.too_long} for t in out]
         if req.text is not None:
-            return {**results[0], "model": m.name}
-        return {"results": results, "model": m.name}
+            return JSONResponse({**results[0], "model": m.name})
+        return JSONResponse({"results": results, "model": m.name})
 
 
 def _chat_routes(app: FastAPI, server: Server) -> None:

@@ -4,10 +4,11 @@ event loop stays free.
 
 A request is a list of items (one prompt, or a translate request's sentences)
 and a key (the model and the settings that must be the same across a batch:
-beam, n-best, k, ...). The gatherer takes the first waiting request, then waits
-up to `window_s` for more until `max_batch` items are waiting, and runs each
-key's items as one call of `run(key, items)`, whose results it hands back to
-each request in order. While a batch runs, the next one gathers. With
+beam, n-best, k, ...). The gatherer takes the oldest waiting request, waits up
+to `window_s` (from that request's arrival or from the end of the last batch,
+whichever is later) until `max_batch` items of its key are waiting, and runs
+them as one call of `run(key, items)`, whose results it hands back to each
+request in order. While a batch runs, the next one gathers. With
 `max_batch` 1 every request runs alone (the one-at-a-time server of
 bench/serve_load.py). At most `max_pending` items wait: beyond that a request
 is refused at once (memory stays bounded).
@@ -86,7 +87,10 @@ class Batcher:
             self._wake.clear()
             if not self.waiting:
                 continue
-            deadline = self.waiting[0].queued + self.window_s
+            # the window opens when the first request came or when the model became
+            # free, whichever is later: the clients a batch just answered can send
+            # their next request in time to join the next batch
+            deadline = max(self.waiting[0].queued, time.perf_counter()) + self.window_s
             while self._count() < self.max_batch and (left := deadline
                                                       - time.perf_counter()) > 0:
                 try:
