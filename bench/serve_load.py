@@ -5,6 +5,8 @@ against the same server answering one request at a time (--max-batch 1
 --batch-window 0); then the same for chat sessions (each client its own
 session, one turn per request, the shipped chat model). Requests/s, p50/p99
 latency, and the server's peak RSS (VmHWM) with every shipped model loaded.
+Last, the ceiling: the model alone in this process (translate_batch, no server),
+the same sentences one at a time and in batches of N.
 
     targets: 16 clients: translate throughput >= 3x the one-at-a-time rate; p99
              reported; peak RSS < 1 GB for the shipped models
@@ -121,6 +123,28 @@ def translate_phase(args: argparse.Namespace, src: list[str], flags: list[str]
     return res
 
 
+def model_phase(args: argparse.Namespace, src: list[str]) -> dict[str, Any]:
+    """The ceiling batching can reach: translate_batch in this process, no server, the
+    same 64 sentences one at a time and in batches of `clients`."""
+    import torch
+
+    from seqtool.loading import load_translator
+    from seqtool.translation import translate_batch
+
+    torch.set_num_threads(args.threads)
+    loaded = load_translator(None, "de", "en")
+    search, lines = loaded.config.search, src[:64]
+    translate_batch(loaded, lines[:8], search)  # warm up
+    out = {}
+    for size in (1, args.clients):
+        t0 = time.perf_counter()
+        for k in range(0, len(lines), size):
+            translate_batch(loaded, lines[k:k + size], search, batch_size=size)
+        out[f"batch_{size}_sentences_per_s"] = len(lines) / (time.perf_counter() - t0)
+    out["speedup"] = out[f"batch_{args.clients}_sentences_per_s"] / out["batch_1_sentences_per_s"]
+    return out
+
+
 def chat_phase(args: argparse.Namespace) -> dict[str, Any]:
     p, url = start(args)
 
@@ -160,11 +184,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                           "--batch-window", str(args.window_ms)])
     single = translate_phase(args, src, ["--max-batch", "1", "--batch-window", "0"])
     chat = chat_phase(args)
+    alone = model_phase(args, src)
     ratio = batched["requests_per_s"] / single["requests_per_s"]
     peak = max(batched["peak_rss_mb"], single["peak_rss_mb"], chat["many"]["peak_rss_mb"])
     result = {"machine": machine_info(), "clients": args.clients, "seconds": args.seconds,
               "threads": args.threads, "translate_batched": batched,
               "translate_one_at_a_time": single, "speedup": ratio, "chat": chat,
+              "model_alone": alone,
               "peak_rss_mb": peak, "targets": {"speedup>=3": ratio >= 3,
                                                "peak_rss<1GB": peak < 1024}}
     rows = [[name, r["clients"], r["requests"], r["errors"], fmt(r["requests_per_s"]),
@@ -177,8 +203,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                           "p50 ms", "p99 ms", "peak RSS MB"], rows))
     print(f"\nbatched / one at a time: {ratio:.2f}x (batches: mean "
           f"{batched['batches']['mean']} sentences, largest {batched['batches']['largest']})")
+    print(f"the model alone (no server), 64 sentences: "
+          f"{alone['batch_1_sentences_per_s']:.1f} sentences/s one at a time, "
+          f"{alone[f'batch_{args.clients}_sentences_per_s']:.1f} in batches of {args.clients} "
+          f"({alone['speedup']:.2f}x)")
     print(f"peak RSS {peak:.0f} MB with every shipped model loaded")
-    print("results:", write_result("serve_load", result).relative_to(REPO))
+    name = "serve_load_quick" if args.quick else "serve_load"
+    print("results:", write_result(name, result).relative_to(REPO))
     return result
 
 
