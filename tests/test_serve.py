@@ -239,6 +239,10 @@ def test_a_request_past_the_time_limit_is_cut(models):
         r = c.post("/translate", json={"texts": sources(64), "beam": 8})
         assert r.status_code == 504 and "time limit" in r.json()["error"]
         assert c.get("/health").status_code == 200  # the server goes on
+        with c.stream("POST", "/generate", json={"text": "the cat", "max_tokens": 200,
+                                                 "stream": True}) as r:
+            last = r.read().decode().strip().split("\n\n")[-1]
+        assert last.startswith("event: error") and '"status": 504' in last
 
 
 # --------------------------------------------------------------------------- command line
@@ -273,3 +277,44 @@ def test_cli_bad_model_and_port_are_one_error_line(runs):
                             "--port", str(port)], capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in p.stderr, p.stderr
     assert time.monotonic() - started < 60
+
+
+# --------------------------------------------------------------------------- the batcher
+def _batcher_run(coro_factory):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as ex:
+        return asyncio.run(coro_factory(ex))
+
+
+def test_batcher_gathers_splits_refuses_and_passes_errors_on():
+    from seqtool.serve.batcher import Batcher, Busy
+
+    calls: list[tuple] = []
+
+    def run(key, items):
+        time.sleep(0.01)
+        calls.append((key, list(items)))
+        if "bad" in items:
+            raise ValueError("bad item")
+        return [f"{key}:{x}" for x in items]
+
+    async def scenario(ex):
+        b = Batcher(run, ex, window_s=0.05, max_batch=4, max_pending=8)
+        got = await asyncio.gather(*(b.submit("a", [i]) for i in range(6)),
+                                   b.submit("b", ["x", "y"]))
+        assert got == [[f"a:{i}"] for i in range(6)] + [["b:x", "b:y"]]
+        with pytest.raises(Busy):
+            await asyncio.gather(*(b.submit("a", [i]) for i in range(9)))
+        await asyncio.sleep(0.3)  # what was let in finishes
+        errors = await asyncio.gather(b.submit("c", ["ok"]), b.submit("c", ["bad"]),
+                                      return_exceptions=True)
+        assert all(isinstance(e, ValueError) for e in errors)  # one batch, one error
+        assert b.pending == 0
+        return b.stats
+
+    calls.clear()
+    stats = _batcher_run(scenario)
+    first = [c for c in calls if c[0] in ("a", "b")][:3]
+    assert first == [("a", [0, 1, 2, 3]), ("a", [4, 5]), ("b", ["x", "y"])]
+    assert stats.largest == 4
