@@ -54,8 +54,8 @@ class DataConfig:
     bleu_tokenize: str = _opt("", "translation: sacrebleu tokenizer for BLEU ('' = by target "
                               "language: char for ja/ko, zh for zh, else 13a)",
                               ("", *BLEU_TOKENIZERS))
-    workers: int = _opt(0, "translation: processes that tokenise the training pairs into "
-                        "the token store (0 = one per core)", low=0)
+    workers: int = _opt(0, "processes that tokenise the training text into the token store "
+                        "(0 = one per core)", low=0)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -216,3 +216,72 @@ def test_store_files_are_flat_arrays(tmp_path: Path) -> None:
     assert off[0] == 0 and off[-1] == meta["tgt_tokens"] == \
         np.fromfile(store.path / "tgt.ids", np.int32).size
     assert (np.diff(off) == np.fromfile(store.path / "tgt.len", np.int32)).all()
+
+
+# --------------------------------------------------------------------------- LM streams
+def _text(tmp_path: Path, n: int = 700) -> Path:
+    rng = random.Random(5)
+    lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 15))) for _ in range(n)]
+    p = tmp_path / "lm.txt"
+    p.write_text("\n".join(lines) + "\n", "utf-8")
+    return p
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_lm_stream_store_equals_encode_stream(tmp_path: Path, workers: int,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from seqtool.data.lm import LMData, encode_stream
+    from seqtool.data.lmstore import MemmapLMData, stream_store
+
+    monkeypatch.setattr(st, "CHUNK_PAIRS", 50)
+    monkeypatch.setattr("seqtool.data.lmstore.CHUNK_PAIRS", 50)
+    path = _text(tmp_path)
+    tok = WordTokenizer.train(read_lines(path), min_freq=3)
+    ref = encode_stream(read_lines(path), tok)
+    stream = stream_store(path, tok, tmp_path / "streams", workers=workers)
+    assert stream.dtype == np.int32 and isinstance(stream, np.memmap)
+    assert torch.equal(torch.from_numpy(np.array(stream, np.int64)), ref)
+    valid = ref[:200]
+    old, new = LMData(ref, valid, 7, 9), MemmapLMData(stream, valid, 7, 9)
+    assert new.steps_per_epoch() == old.steps_per_epoch()
+    assert new.tokens_per_epoch() == old.tokens_per_epoch()
+    for a, b in zip(old.train_batches(0), new.train_batches(0), strict=True):
+        assert torch.equal(a["input"], b["input"]) and torch.equal(a["target"], b["target"])
+    assert sum(1 for _ in new.train_batches(0)) == old.steps_per_epoch()
+    assert [torch.equal(a["input"], b["input"]) for a, b in
+            zip(old.valid_batches(), new.valid_batches(), strict=True)]
+
+
+def test_lm_stream_store_is_keyed(tmp_path: Path) -> None:
+    from seqtool.data.lmstore import stream_store
+
+    path = _text(tmp_path, 100)
+    root = tmp_path / "streams"
+    tok = WordTokenizer.train(read_lines(path))
+    a = stream_store(path, tok, root, workers=1)
+    assert len(list(root.glob("*.int32"))) == 1
+    stream_store(path, tok, root, workers=1)  # reused
+    assert len(list(root.glob("*.int32"))) == 1
+    other = WordTokenizer.train(read_lines(path), max_vocab=8)
+    b = stream_store(path, other, root, workers=1)
+    assert len(list(root.glob("*.int32"))) == 2 and (np.array(b) != np.array(a)).any()
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("haus haus\n")
+    c = stream_store(path, tok, root, workers=1)
+    assert len(c) == len(a) + 3 and len(list(root.glob("*.int32"))) == 3
+    (next(iter(root.glob("*.json")))).write_text("{", "utf-8")  # damaged: rebuilt
+    stream_store(path, tok, root, workers=1)
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]
+
+
+def test_lm_tokenizer_from_stream(tmp_path: Path) -> None:
+    from seqtool.data.lmstore import train_text_tokenizer
+
+    path = _text(tmp_path, 400)
+    word = train_text_tokenizer(TokenizerConfig(kind="word", min_freq=2), path)
+    assert word.tokens == WordTokenizer.train(read_lines(path), 2).tokens  # type: ignore[attr-defined]
+    sp = train_text_tokenizer(TokenizerConfig(kind="unigram", vocab_size=40), path)
+    assert sp.proto == train_tokenizer(read_lines(path), "unigram", 40).proto  # type: ignore[attr-defined]
+    few = train_text_tokenizer(TokenizerConfig(kind="unigram", vocab_size=40, sample_size=150),
+                               path)
+    assert few.proto != sp.proto  # type: ignore[attr-defined]

@@ -257,10 +257,10 @@ def default_store_dir() -> Path:
     return default_cache_dir() / "store"
 
 
-_worker_toks: tuple[Tokenizer, Tokenizer] | None = None
+_worker_toks: tuple[Tokenizer, ...] = ()
 
 
-def _load_tokenizers(blobs: tuple[dict[str, bytes], dict[str, bytes]]) -> None:
+def _load_tokenizers(blobs: tuple[dict[str, bytes], ...]) -> None:
     global _worker_toks
     from seqtool.data.tokenizer import load_tokenizer
 
@@ -270,14 +270,42 @@ def _load_tokenizers(blobs: tuple[dict[str, bytes], dict[str, bytes]]) -> None:
             for name, data in blob.items():
                 (Path(tmp) / name).write_bytes(data)
             toks.append(load_tokenizer(Path(tmp)))
-    _worker_toks = (toks[0], toks[1])
+    _worker_toks = tuple(toks)
 
 
-def encode_chunk(chunk: list[tuple[str, str]],
-                 toks: tuple[Tokenizer, Tokenizer] | None = None) -> tuple[np.ndarray, ...]:
+def _call_with_worker_tokenizers(fn: Callable[..., Any], chunk: Any) -> Any:
+    return fn(chunk, *_worker_toks)
+
+
+def parallel_map(fn: Callable[..., Any], chunks: Iterator[Any], toks: tuple[Tokenizer, ...],
+                 workers: int = 0) -> Iterator[Any]:
+    """fn(chunk, *toks) of every chunk, in order. With more than one worker, in
+    spawned processes that load the tokenizers once (from their saved files); at
+    most 2 * workers + 1 chunks are in flight, so memory stays flat however many
+    chunks there are. `fn` must be a module-level function."""
+    workers = workers or default_workers()
+    if workers <= 1:
+        for chunk in chunks:
+            yield fn(chunk, *toks)
+        return
+    import multiprocessing
+
+    blobs = tuple(tokenizer_files(t) for t in toks)
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(workers, initializer=_load_tokenizers, initargs=(blobs,)) as pool:
+        pending: deque[Any] = deque()
+        for chunk in chunks:
+            pending.append(pool.apply_async(_call_with_worker_tokenizers, (fn, chunk)))
+            if len(pending) > 2 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+
+def encode_chunk(chunk: list[tuple[str, str]], src_tok: Tokenizer, tgt_tok: Tokenizer
+                 ) -> tuple[np.ndarray, ...]:
     """(src ids, src lengths, tgt ids, tgt lengths) of a chunk's pairs, int32; a pair
     whose source or target encodes to nothing is dropped (as encode_pairs does)."""
-    src_tok, tgt_tok = toks or _worker_toks  # type: ignore[misc]
     s_ids: list[int] = []
     t_ids: list[int] = []
     s_len: list[int] = []
@@ -305,26 +333,14 @@ def _chunks(pairs: Iterator[tuple[str, str]], size: int) -> Iterator[list[tuple[
         yield chunk
 
 
-def _encoded(files: ParallelFiles, toks: tuple[Tokenizer, Tokenizer], workers: int,
-             counts: dict[str, int]) -> Iterator[tuple[np.ndarray, ...]]:
-    """Encoded chunks in corpus order; at most 2 * workers + 1 chunks in flight."""
-    chunks = _chunks(files.pairs(counts), CHUNK_PAIRS)
-    if workers <= 1:
-        for chunk in chunks:
-            yield encode_chunk(chunk, toks)
-        return
-    import multiprocessing
+def is_disk_full(exc: OSError) -> bool:
+    return exc.errno in _DISK_FULL
 
-    blobs = (tokenizer_files(toks[0]), tokenizer_files(toks[1]))
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(workers, initializer=_load_tokenizers, initargs=(blobs,)) as pool:
-        pending: deque[Any] = deque()
-        for chunk in chunks:
-            pending.append(pool.apply_async(encode_chunk, (chunk,)))
-            if len(pending) > 2 * workers:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
+
+def disk_full_error(where: Path) -> DataError:
+    return DataError(f"no space left while building the token store in {where}",
+                     "free disk space, or set SEQTOOL_HOME to a disk with room "
+                     "(the store needs about 8 bytes per token)")
 
 
 def default_workers() -> int:
@@ -391,7 +407,8 @@ def token_store(files: ParallelFiles, src_tok: Tokenizer, tgt_tok: Tokenizer,
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key[:16]}.tmp-", dir=base))
     try:
-        meta = _write(tmp, files, (src_tok, tgt_tok), workers or default_workers(), progress)
+        workers = workers or default_workers()
+        meta = _write(tmp, files, (src_tok, tgt_tok), workers, progress)
         meta["key"] = key
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1), "utf-8")
         try:
@@ -400,10 +417,8 @@ def token_store(files: ParallelFiles, src_tok: Tokenizer, tgt_tok: Tokenizer,
             if _open(target, key) is None:
                 raise
     except OSError as exc:
-        if exc.errno in _DISK_FULL:
-            raise DataError(f"no space left while building the token store in {base}",
-                            "free disk space, or set SEQTOOL_HOME to a disk with room "
-                            "(the store needs about 8 bytes per token)") from None
+        if is_disk_full(exc):
+            raise disk_full_error(base) from None
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -420,7 +435,8 @@ def _write(tmp: Path, files: ParallelFiles, toks: tuple[Tokenizer, Tokenizer], w
     handles = [open(tmp / n, "wb") for n in names]
     n = src_tokens = tgt_tokens = max_src = max_tgt = 0
     try:
-        for arrays in _encoded(files, toks, workers, counts):
+        chunks = _chunks(files.pairs(counts), CHUNK_PAIRS)
+        for arrays in parallel_map(encode_chunk, chunks, toks, workers):
             for fh, arr in zip(handles, arrays, strict=True):
                 fh.write(arr.tobytes())
             n += len(arrays[1])
