@@ -285,3 +285,27 @@ def test_lm_tokenizer_from_stream(tmp_path: Path) -> None:
     few = train_text_tokenizer(TokenizerConfig(kind="unigram", vocab_size=40, sample_size=150),
                                path)
     assert few.proto != sp.proto  # type: ignore[attr-defined]
+
+
+@pytest.mark.corpus
+def test_multi30k_store_batches_equal_in_memory(corpora_dir: Path) -> None:
+    """The real corpus (29,000 pairs, gzip, through the corpus store): the tokenizers
+    from the stream and every batch of an epoch equal the in-memory path's."""
+    from seqtool.config import DataConfig
+    from seqtool.data.corpora import import_corpus
+    from seqtool.data.parallel import translation_split
+
+    import_corpus("multi30k", corpora_dir / "multi30k")
+    data = DataConfig(corpus="multi30k", src_lang="de", tgt_lang="en")
+    files = st.train_files(data)
+    assert files.gz
+    src, tgt, _ = translation_split(data, "train")
+    tc = TokenizerConfig(kind="word", min_freq=2, lowercase=True)
+    src_tok, tgt_tok = st.train_pair_tokenizers(tc, False, files)
+    assert src_tok.tokens == WordTokenizer.train(src, 2, 0, True).tokens  # type: ignore[attr-defined]
+    pairs = encode_pairs(src, tgt, src_tok, tgt_tok)
+    store = st.token_store(files, src_tok, tgt_tok, workers=2)
+    old = ParallelData(pairs, pairs[:5], batch_size=64, seed=1234)
+    new = st.StoreParallelData(store, pairs[:5], batch_size=64, seed=1234)
+    for x, y in zip(old.train_batches(3), new.train_batches(3), strict=True):
+        assert all(torch.equal(x[k], y[k]) for k in x)
