@@ -18,8 +18,9 @@ Peak RSS is the largest sum of the resident set sizes of the command and all its
 child processes, sampled every 50 ms (seqtool's tokeniser workers count). Time
 to the first step: from the command's start until seqtool's RUN/train.jsonl, or
 OpenNMT-py's "Step  1/" report, appears (log_every / report_every 1).
-With --workers-at N, the token store of the N-pair corpus is built once by 1
-worker and once by 2 (tokenizer already trained), to show both cores at work.
+With --workers-at N (default: the largest size), the word vocabularies are
+counted and the token store of the N-pair corpus built once by 1 worker (in the
+process itself) and once by 2 worker processes, to show both cores at work.
 
 Usage (repository root, project venv; OpenNMT-py from ../shared/peers/setup.sh):
   flock /work/bench.lock .venv/bin/python bench/scale.py \
@@ -142,6 +143,7 @@ def run_seqtool(data: Path, work: Path, steps: int) -> dict[str, object]:
     text = log.read_text()
     summary = json.loads(text[text.index("{"):])
     res["store_s"] = summary["token_store"]["seconds"]
+    res["tokenizer_s"] = summary["token_store"]["tokenizer_seconds"]
     res["store_workers"] = summary["token_store"]["workers"]
     res["train_pairs"] = summary["train_pairs"]
     res["vocab"] = summary["vocab_size"]
@@ -183,13 +185,16 @@ from seqtool.config import TokenizerConfig
 from seqtool.data import store as st
 data, root = Path(sys.argv[1]), Path(sys.argv[2])
 files = st.ParallelFiles(data / "train.de", data / "train.en")
-t0 = time.perf_counter()
-src, tgt = st.train_pair_tokenizers(TokenizerConfig(kind="word", min_freq=2, lowercase=True),
-                                    False, files)
-out = {"tokenizer_s": round(time.perf_counter() - t0, 2)}
+tc = TokenizerConfig(kind="word", min_freq=2, lowercase=True)
+out = {}
 for w in (1, 2):
+    t0 = time.perf_counter()
+    src, tgt = st.train_pair_tokenizers(tc, False, files, workers=w)
+    out[f"tokenizer_{w}_worker_s"] = round(time.perf_counter() - t0, 2)
     s = st.token_store(files, src, tgt, root / f"w{w}", workers=w)
     out[f"store_{w}_worker_s"] = round(s.seconds, 2)
+    out[f"total_{w}_worker_s"] = round(out[f"tokenizer_{w}_worker_s"] + s.seconds, 2)
+out["speedup_2_vs_1"] = round(out["total_1_worker_s"] / out["total_2_worker_s"], 2)
 print(json.dumps(out))
 """
 
@@ -233,7 +238,7 @@ def main() -> None:
                                                   / base, 3)}
     out = ROOT / "bench" / "results" / "scale.json"
     out.write_text(json.dumps(res, indent=1))
-    print("| pairs | MB | seqtool peak RSS MB | seqtool first step s | store s | "
+    print("| pairs | MB | seqtool peak RSS MB | seqtool first step s | tokenizer + store s | "
           "OpenNMT-py peak RSS MB (build_vocab / train) | OpenNMT-py first step s |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
@@ -241,7 +246,7 @@ def main() -> None:
         onmt = (f"{o['peak_rss_mb']:,.0f} ({o['build_vocab']['peak_rss_mb']:,.0f} / "  # type: ignore[index]
                 f"{o['train']['peak_rss_mb']:,.0f}) | {o['first_step_s']}" if o else "- | -")  # type: ignore[index]
         print(f"| {r['pairs']:,} | {r['mb']} | {s['peak_rss_mb']:,.0f} | "  # type: ignore[index]
-              f"{s['first_step_s']} | {s['store_s']} | {onmt} |")  # type: ignore[index]
+              f"{s['first_step_s']} | {s['tokenizer_s']} + {s['store_s']} | {onmt} |")  # type: ignore[index]
     print(f"peak RSS, largest / smallest: {res['rss_ratio_largest_vs_smallest']}")
 
 

@@ -32,7 +32,7 @@ def train_lm(cfg: RunConfig, out: Path | None = None, resume: Path | None = None
         if tc.path:
             tokenizer = load_tokenizer(Path(tc.path))
         else:
-            tokenizer = train_text_tokenizer(tc, train_path, cfg.train.seed)
+            tokenizer = train_text_tokenizer(tc, train_path, cfg.train.seed, cfg.data.workers)
         model = build_model("lm", cfg.model, tokenizer.vocab_size)
         init = init_embeddings_from(cfg, model, tokenizer)
     data = MemmapLMData(stream_store(train_path, tokenizer, workers=cfg.data.workers),

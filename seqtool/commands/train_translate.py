@@ -4,6 +4,7 @@ encoder-decoder, and validation BLEU for picking the best checkpoint."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ def translation_tokenizers(cfg: RunConfig, files: Any) -> tuple[Any, Any]:
         src = load_tokenizer(Path(tc.path))
         tgt_dir = Path(tc.path) / TGT_DIR
         return src, load_tokenizer(tgt_dir) if (tgt_dir / TOKENIZER_FILE).is_file() else src
-    return train_pair_tokenizers(tc, cfg.model.shared_vocab, files, cfg.train.seed)
+    return train_pair_tokenizers(tc, cfg.model.shared_vocab, files, cfg.train.seed,
+                                 cfg.data.workers)
 
 
 class TranslationData(DataWithMetrics):
@@ -86,12 +88,14 @@ def train_translate(cfg: RunConfig, out: Path | None = None, resume: Path | None
     run_dir = start_run(cfg, out, resume, threads)
     files = train_files(cfg.data)
     valid_src, valid_tgt, skipped_valid = translation_split(cfg.data, "valid")
-    init = None
+    init, tok_seconds = None, 0.0
     if resume is not None:
         loaded = load_checkpoint(run_dir / "last", expect_kind="translate", device=device)
         src_tok, tgt_tok, model = loaded.tokenizer, loaded.tgt_tokenizer, loaded.model
     else:
+        tok_start = time.perf_counter()
         src_tok, tgt_tok = translation_tokenizers(cfg, files)
+        tok_seconds = time.perf_counter() - tok_start
         model = build_model("translate", cfg.model, (src_tok.vocab_size, tgt_tok.vocab_size))
         init = init_embeddings_from(cfg, model, src_tok, tgt_tok)
     store = token_store(files, src_tok, tgt_tok, workers=cfg.data.workers)
@@ -112,7 +116,8 @@ def train_translate(cfg: RunConfig, out: Path | None = None, resume: Path | None
     summary.update(vocab_size=[src_tok.vocab_size, tgt_tok.vocab_size],
                    bleu_tokenize=tokenize, **stats)
     summary["token_store"] = {"path": str(store.path), "built": store.built,
-                              "seconds": round(store.seconds, 2), "workers": meta["workers"]}
+                              "seconds": round(store.seconds, 2), "workers": meta["workers"],
+                              "tokenizer_seconds": round(tok_seconds, 2)}
     if init:
         summary["init_embeddings"] = init
     return summary

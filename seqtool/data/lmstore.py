@@ -16,11 +16,13 @@ to a temporary file that os.replace puts in place when complete; a failed
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import random
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,16 +42,28 @@ if TYPE_CHECKING:
 LM_STORE_VERSION = "1"
 
 
-def train_text_tokenizer(tc: TokenizerConfig, path: Path, seed: int = 1234) -> Tokenizer:
-    """A tokenizer trained on a streamed text file: word level counts every line,
+def count_lines(chunk: list[str], lowercase: bool = False) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for line in chunk:
+        counts.update((line.lower() if lowercase else line).split())
+    return counts
+
+
+def train_text_tokenizer(tc: TokenizerConfig, path: Path, seed: int = 1234, workers: int = 0
+                         ) -> Tokenizer:
+    """A tokenizer trained on a streamed text file: word level counts every line
+    (in `workers` processes),
     sentencepiece trains on at most tc.sample_size lines (all of them, in order,
     when the file has no more; else a seeded uniform sample)."""
     from seqtool.data.store import iter_lines
-    from seqtool.data.tokenizer import train_tokenizer
+    from seqtool.data.tokenizer import WordTokenizer, train_tokenizer
 
     if tc.kind == "word":
-        return train_tokenizer(iter_lines(path, what="train file"),  # type: ignore[arg-type]
-                               "word", tc.vocab_size, tc.min_freq, tc.max_vocab, tc.lowercase)
+        counts: Counter[str] = Counter()
+        count = functools.partial(count_lines, lowercase=tc.lowercase)
+        for c in parallel_map(count, _line_chunks(path, "train file"), (), workers):
+            counts.update(c)
+        return WordTokenizer.from_counts(counts, tc.min_freq, tc.max_vocab, tc.lowercase)
     rng = random.Random(seed)
     sample: list[tuple[int, str]] = []
     for i, line in enumerate(iter_lines(path, what="train file")):
@@ -72,11 +86,11 @@ def encode_lines(chunk: list[str], tok: Tokenizer) -> np.ndarray:
     return np.array(ids, np.int32)
 
 
-def _line_chunks(path: Path) -> Iterator[list[str]]:
+def _line_chunks(path: Path, what: str = "text file") -> Iterator[list[str]]:
     from seqtool.data.store import iter_lines
 
     chunk: list[str] = []
-    for line in iter_lines(path, what="text file"):
+    for line in iter_lines(path, what=what):
         chunk.append(line)
         if len(chunk) == CHUNK_PAIRS:
             yield chunk

@@ -30,6 +30,7 @@ builds for the same seed (tests/test_store.py).
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import io
 import json
@@ -188,20 +189,21 @@ def train_files(data: Any) -> ParallelFiles:
 
 # --------------------------------------------------------------------------- tokenizers
 def train_pair_tokenizers(tc: TokenizerConfig, shared: bool, files: ParallelFiles,
-                          seed: int = 1234) -> tuple[Tokenizer, Tokenizer]:
+                          seed: int = 1234, workers: int = 0) -> tuple[Tokenizer, Tokenizer]:
     """(source, target) tokenizers trained on streamed pairs: word level counts every
-    line (the vocabulary is exactly the in-memory one); sentencepiece trains on at
-    most tc.sample_size lines, all of them in file order (as today) when the corpus
-    has no more, else a uniform sample (reservoir, seeded)."""
+    line, in `workers` processes (the vocabulary is exactly the in-memory one);
+    sentencepiece trains on at most tc.sample_size lines, all of them in file order
+    (as today) when the corpus has no more, else a uniform sample (reservoir, seeded)."""
     from seqtool.data.tokenizer import SentencePieceTokenizer, WordTokenizer
 
     if tc.kind == "word":
         src_c: Counter[str] = Counter()
         tgt_c = src_c if shared else Counter()
         low = tc.lowercase
-        for s, t in files.pairs():
-            src_c.update((s.lower() if low else s).split())
-            tgt_c.update((t.lower() if low else t).split())
+        count = functools.partial(count_chunk, lowercase=low)
+        for a, b in parallel_map(count, _chunks(files.pairs(), CHUNK_PAIRS), (), workers):
+            src_c.update(a)
+            tgt_c.update(b)
         src = WordTokenizer.from_counts(src_c, tc.min_freq, tc.max_vocab, low)
         return (src, src) if shared else \
             (src, WordTokenizer.from_counts(tgt_c, tc.min_freq, tc.max_vocab, low))
@@ -210,6 +212,17 @@ def train_pair_tokenizers(tc: TokenizerConfig, shared: bool, files: ParallelFile
     toks = [SentencePieceTokenizer.train(lines, tc.vocab_size, tc.kind, tc.lowercase)
             for lines in samples]
     return (toks[0], toks[0]) if shared else (toks[0], toks[1])
+
+
+def count_chunk(chunk: list[tuple[str, str]], lowercase: bool = False
+                ) -> tuple[Counter[str], Counter[str]]:
+    """Word counts of a chunk's sources and targets."""
+    src: Counter[str] = Counter()
+    tgt: Counter[str] = Counter()
+    for s, t in chunk:
+        src.update((s.lower() if lowercase else s).split())
+        tgt.update((t.lower() if lowercase else t).split())
+    return src, tgt
 
 
 def sample_pair_lines(files: ParallelFiles, k: int, sides: tuple[int, int], seed: int
