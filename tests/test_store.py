@@ -309,3 +309,32 @@ def test_multi30k_store_batches_equal_in_memory(corpora_dir: Path) -> None:
     new = st.StoreParallelData(store, pairs[:5], batch_size=64, seed=1234)
     for x, y in zip(old.train_batches(3), new.train_batches(3), strict=True):
         assert all(torch.equal(x[k], y[k]) for k in x)
+
+
+# --------------------------------------------------------------------------- CLI
+def test_train_translate_builds_then_reuses_the_store(tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from cli_runner import assert_user_error, run_cli
+
+    from seqtool.data.toy import chars, date_pairs
+
+    pairs = [(chars(s), chars(t)) for s, t in date_pairs(80, seed=1)]
+    for side, k in (("src", 0), ("tgt", 1)):
+        (tmp_path / f"train.{side}").write_text("".join(p[k] + "\n" for p in pairs), "utf-8")
+        (tmp_path / f"valid.{side}").write_text("".join(p[k] + "\n" for p in pairs[:8]), "utf-8")
+    args = ["train", "translate", "--train-src", tmp_path / "train.src", "--train-tgt",
+            tmp_path / "train.tgt", "--valid-src", tmp_path / "valid.src", "--valid-tgt",
+            tmp_path / "valid.tgt", "--config", "translate-tiny", "--device", "cpu",
+            "--set", "train.max_steps=1", "--set", "data.workers=1"]
+    first = run_cli(*args, "--out", tmp_path / "a", "--json")
+    assert first.code == 0, first.err
+    store = json.loads(first.out)["token_store"]
+    assert store["built"] and store["workers"] == 1 and Path(store["path"]).is_dir()
+    second = run_cli(*args, "--out", tmp_path / "b")
+    assert second.code == 0, second.err
+    assert f"token store (reused): {store['path']}" in second.out.replace("\n", "")
+    third = run_cli(*args, "--out", tmp_path / "c", "--json", "--set", "tokenizer.min_freq=3")
+    assert third.code == 0, third.err
+    assert json.loads(third.out)["token_store"]["path"] != store["path"]
+    (tmp_path / "train.tgt").write_text("1 2\n", "utf-8")
+    assert_user_error(run_cli(*args, "--out", tmp_path / "d"), "not aligned", "80 lines")
