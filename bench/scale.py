@@ -8,7 +8,9 @@ written to a temporary folder outside the repository (nothing of the corpus is
 kept); validation is the first 100 pairs of Multi30k val. Both tools train the
 peers' word-level model (seqtool: the translate-multi30k-peer preset; OpenNMT-py
 3.5.1: shared/peers/configs/onmt_gru.yaml.in, min freq 2) for --steps steps on
-2 threads, one tool at a time:
+2 threads, one tool at a time (30 steps by default, as the issue's figures: a
+step's memory follows its batch's longest sentence, so a peak over a few steps
+would measure the batches drawn more than the corpus size):
 
     seqtool train translate --config translate-multi30k-peer --train-src ... --json
         (a fresh SEQTOOL_HOME: the tokenizer is trained and the token store built)
@@ -24,7 +26,7 @@ process itself) and once by 2 worker processes, to show both cores at work.
 
 Usage (repository root, project venv; OpenNMT-py from ../shared/peers/setup.sh):
   flock /work/bench.lock .venv/bin/python bench/scale.py \
-      [--sizes 100000,1000000,5000000] [--steps 3] [--workers-at 5000000] \
+      [--sizes 100000,1000000,5000000] [--steps 30] [--workers-at 5000000] \
       [--peers-dir /tmp/peers] [--tmp DIR]
 """
 
@@ -202,7 +204,7 @@ print(json.dumps(out))
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="100000,1000000,5000000")
-    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--steps", type=int, default=30)
     p.add_argument("--workers-at", type=int, default=0, help="0 = the largest size")
     p.add_argument("--peers-dir", default=os.environ.get("PEERS_DIR", "/tmp/peers"))
     p.add_argument("--tmp", default=None, help="folder for the corpora (default: a temp dir)")

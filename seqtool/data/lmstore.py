@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from seqtool.data.store import (CHUNK_PAIRS, disk_full_error, is_disk_full, parallel_map)
+from seqtool.data.store import (CHUNK_PAIRS, disk_full_error, is_disk_full, parallel_map,
+                                release_pages)
 from seqtool.data.tokenizer import EOS, Tokenizer
 from seqtool.errors import DataError
 
@@ -191,6 +192,7 @@ class MemmapLMData:
             n = min(self.bptt, self._rows - 1 - i)
             rows = np.arange(i, i + n + 1, dtype=np.int64)[:, None] + self._starts  # (T+1, B)
             window = torch.from_numpy(self.train[rows].astype(np.int64))
+            release_pages(self.train)  # keep the resident set flat (store.release_pages)
             yield {"input": window[:-1], "target": window[1:]}
 
     def valid_batches(self) -> Iterator[dict[str, Tensor]]:

@@ -381,10 +381,27 @@ class TokenStore:
     def array(self, name: str) -> np.ndarray:
         return self._maps[name]
 
+    def release(self) -> None:
+        """Unmap the pages read so far (they stay in the page cache): see release_pages."""
+        for arr in self._maps.values():
+            release_pages(arr)
+
     def pair(self, i: int) -> Pair:
         so, to = self._maps["src.off"], self._maps["tgt.off"]
         return (self._maps["src.ids"][so[i]: so[i + 1]].tolist(),
                 self._maps["tgt.ids"][to[i]: to[i + 1]].tolist())
+
+
+def release_pages(arr: np.ndarray) -> None:
+    """Drop the pages of a memory-mapped array from this process (MADV_DONTNEED; a
+    later read maps them again from the page cache). Without it, every page a batch
+    touches stays mapped, and the kernel maps 16 neighbours with each (fault-around),
+    so the resident set would grow towards the store's size over an epoch."""
+    import mmap
+
+    mm = getattr(arr, "_mmap", None)  # np.memmap's mapping
+    if isinstance(mm, mmap.mmap) and hasattr(mm, "madvise"):
+        mm.madvise(mmap.MADV_DONTNEED)
 
 
 def _open(path: Path, key: str) -> TokenStore | None:
@@ -495,7 +512,7 @@ def store_bucket_batches(src_len: np.ndarray, tgt_len: np.ndarray, batch_size: i
 
     n = len(tgt_len)
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    perm = torch.randperm(n, generator=g).numpy()
+    perm = torch.randperm(n, generator=g).numpy().astype(np.int32 if n < 2**31 else np.int64)
     pool = batch_size * pool_batches
     spans = []
     for i in range(0, n, pool):
@@ -558,12 +575,15 @@ class StoreParallelData:
         perm, spans = store_bucket_batches(self.store.array("src.len"),
                                            self.store.array("tgt.len"), self.batch_size,
                                            self.seed, epoch, self.pool_batches)
+        self.store.release()
         for a, b in spans:
             yield perm[a:b]
 
     def train_batches(self, epoch: int) -> Iterator[dict[str, Tensor]]:
         for idx in self.batch_indices(epoch):
-            yield gather_batch(self.store, idx)
+            batch = gather_batch(self.store, idx)
+            self.store.release()
+            yield batch
 
     def valid_batches(self) -> Iterator[dict[str, Tensor]]:
         from seqtool.data.parallel import batches_in_order
