@@ -16,6 +16,9 @@ would measure the batches drawn more than the corpus size):
         (a fresh SEQTOOL_HOME: the tokenizer is trained and the token store built)
     onmt_build_vocab -config onmt.yaml -n_sample -1;  onmt_train -config onmt.yaml
 
+and, at --sp-sizes, seqtool's sentencepiece preset (translate-multi30k: a joint
+unigram vocabulary of 8,000 trained on at most tokenizer.sample_size lines).
+
 Peak RSS is the largest sum of the resident set sizes of the command and all its
 child processes, sampled every 50 ms (seqtool's tokeniser workers count). Time
 to the first step: from the command's start until seqtool's RUN/train.jsonl, or
@@ -129,11 +132,12 @@ def base_env(tmp: Path) -> dict[str, str]:
             "HOME": str(tmp), "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
 
 
-def run_seqtool(data: Path, work: Path, steps: int) -> dict[str, object]:
+def run_seqtool(data: Path, work: Path, steps: int, preset: str = "translate-multi30k-peer"
+                ) -> dict[str, object]:
     home, run = work / "home", work / "run"
     env = base_env(work) | {"SEQTOOL_HOME": str(home)}
     exe = Path(sys.executable).with_name("seqtool")
-    cmd = [str(exe), "train", "translate", "--config", "translate-multi30k-peer",
+    cmd = [str(exe), "train", "translate", "--config", preset,
            "--train-src", str(data / "train.de"), "--train-tgt", str(data / "train.en"),
            "--valid-src", str(data / "val.de"), "--valid-tgt", str(data / "val.en"),
            "--set", f"train.max_steps={steps}", "--set", "train.log_every=1",
@@ -209,6 +213,9 @@ def main() -> None:
     p.add_argument("--peers-dir", default=os.environ.get("PEERS_DIR", "/tmp/peers"))
     p.add_argument("--tmp", default=None, help="folder for the corpora (default: a temp dir)")
     p.add_argument("--no-onmt", action="store_true")
+    p.add_argument("--sp-sizes", default="100000,5000000",
+                   help="sizes at which seqtool also trains its sentencepiece preset "
+                        "(translate-multi30k: one joint unigram vocabulary of 8,000)")
     a = p.parse_args()
     sizes = [int(s) for s in a.sizes.split(",")]
     src, tgt = read_gz("train.de.gz"), read_gz("train.en.gz")
@@ -221,6 +228,9 @@ def main() -> None:
             row: dict[str, object] = {"pairs": n, "mb": round(
                 sum((data / f).stat().st_size for f in ("train.de", "train.en")) / 1e6, 1)}
             row["seqtool"] = run_seqtool(data, tmp / f"seqtool{n}", a.steps)
+            if str(n) in a.sp_sizes.split(","):
+                row["seqtool_sp"] = run_seqtool(data, tmp / f"sp{n}", a.steps,
+                                                "translate-multi30k")
             if not a.no_onmt:
                 row["onmt"] = run_onmt(data, tmp / f"onmt{n}", a.steps, Path(a.peers_dir))
             if n == (a.workers_at or max(sizes)):
@@ -250,6 +260,12 @@ def main() -> None:
         print(f"| {r['pairs']:,} | {r['mb']} | {s['peak_rss_mb']:,.0f} | "  # type: ignore[index]
               f"{s['first_step_s']} | {s['tokenizer_s']} + {s['store_s']} | {onmt} |")  # type: ignore[index]
     print(f"peak RSS, largest / smallest: {res['rss_ratio_largest_vs_smallest']}")
+    for r in rows:
+        if "seqtool_sp" in r:
+            sp = r["seqtool_sp"]
+            print(f"sentencepiece preset, {r['pairs']:,} pairs: peak RSS "  # type: ignore[index]
+                  f"{sp['peak_rss_mb']:,.0f} MB, first step {sp['first_step_s']} s, "  # type: ignore[index]
+                  f"tokenizer {sp['tokenizer_s']} s + store {sp['store_s']} s")  # type: ignore[index]
 
 
 if __name__ == "__main__":
