@@ -165,20 +165,29 @@ def test_disk_full_leaves_no_half_store(tmp_path: Path) -> None:
         tok = WordTokenizer.train(read_lines(files.src) + read_lines(files.tgt))
         st.CHUNK_PAIRS = 100
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        if sys.argv[1] == "lm":
+            from seqtool.data.lmstore import stream_store
+            build = lambda: stream_store(files.src, tok, {str(root)!r}, workers=1)
+        else:
+            build = lambda: st.token_store(files, tok, tok, {str(root)!r}, workers=1)
         try:
-            st.token_store(files, tok, tok, {str(root)!r}, workers=1)
+            build()
         except DataError as exc:
             print("ERROR", exc.message, "|", exc.hint)
             sys.exit(2)
     """)
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=120)
-    assert run.returncode == 2, run.stderr
-    assert run.stdout.startswith("ERROR no space left while building the token store")
-    assert list(root.iterdir()) == []  # no store, no temporary folder
+    for kind in ("pairs", "lm"):
+        run = subprocess.run([sys.executable, "-c", script, kind], capture_output=True,
+                             text=True, timeout=120)
+        assert run.returncode == 2, run.stderr
+        assert run.stdout.startswith("ERROR no space left while building the token store")
+        assert list(root.iterdir()) == []  # no store, no temporary folder
     tok = WordTokenizer.train(read_lines(files.src) + read_lines(files.tgt))
     store = st.token_store(files, tok, tok, root, workers=1)
     assert store.built and len(store) > 2_900
+    from seqtool.data.lmstore import stream_store
+
+    assert len(stream_store(files.src, tok, root, workers=1)) > 3_000
 
 
 def test_word_tokenizers_from_stream_equal_in_memory(tmp_path: Path) -> None:
