@@ -205,6 +205,33 @@ print(json.dumps(out))
 """
 
 
+def batch_lengths(sizes: list[int], steps: int) -> None:
+    """The longest source and target in the first `steps` training batches of each
+    corpus (seed 1234, epoch 0, 64 pairs): a step's memory follows them. Word-level
+    lengths are the white-space token counts here (every word of the repeated corpus
+    is in the vocabulary, min freq 2)."""
+    import numpy as np
+
+    from seqtool.data.store import store_bucket_batches
+
+    src, tgt = read_gz("train.de.gz"), read_gz("train.en.gz")
+    sl = np.array([len(x.split()) for x in src], np.int32)
+    tl = np.array([len(x.split()) for x in tgt], np.int32)
+    for n in sizes:
+        rng, order, left = random.Random(n), [], n
+        while left > 0:  # the order make_corpus writes
+            o = list(range(len(src)))
+            rng.shuffle(o)
+            order += o[:left]
+            left -= len(o[:left])
+        idx = np.array(order)
+        perm, spans = store_bucket_batches(sl[idx], tl[idx], 64, 1234, 0)
+        first = [perm[a:b] for a, b in spans[:steps]]
+        print(f"{n:,} pairs, first {steps} batches: longest source "
+              f"{max(int(sl[idx][b].max()) for b in first)}, longest target "
+              f"{max(int(tl[idx][b].max()) for b in first)}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="100000,1000000,5000000")
@@ -216,8 +243,14 @@ def main() -> None:
     p.add_argument("--sp-sizes", default="100000,5000000",
                    help="sizes at which seqtool also trains its sentencepiece preset "
                         "(translate-multi30k: one joint unigram vocabulary of 8,000)")
+    p.add_argument("--batch-lengths", action="store_true",
+                   help="only print the longest sentences of each corpus's first --steps "
+                        "training batches (no training)")
     a = p.parse_args()
     sizes = [int(s) for s in a.sizes.split(",")]
+    if a.batch_lengths:
+        batch_lengths(sizes, a.steps)
+        return
     src, tgt = read_gz("train.de.gz"), read_gz("train.en.gz")
     rows = []
     with tempfile.TemporaryDirectory(dir=a.tmp) as tmp_name:
