@@ -281,7 +281,8 @@ def main() -> None:
     res = {"steps": a.steps, "rows": rows, "cpu_count": os.cpu_count(),
            "rss_ratio_largest_vs_smallest": round(rows[-1]["seqtool"]["peak_rss_mb"]  # type: ignore[index]
                                                   / base, 3)}
-    out = ROOT / "bench" / "results" / "scale.json"
+    out = ROOT / "bench" / "results" / ("scale.json" if a.steps == 30 and not a.no_onmt
+                                        else f"scale_{a.steps}steps.json")
     out.write_text(json.dumps(res, indent=1))
     print("| pairs | MB | seqtool peak RSS MB | seqtool first step s | tokenizer + store s | "
           "OpenNMT-py peak RSS MB (build_vocab / train) | OpenNMT-py first step s |")
