@@ -28,7 +28,7 @@ counted and the token store of the N-pair corpus built once by 1 worker (in the
 process itself) and once by 2 worker processes, to show both cores at work.
 
 Usage (repository root, project venv; OpenNMT-py from ../shared/peers/setup.sh):
-  flock /work/bench.lock .venv/bin/python bench/scale.py \
+  flock $BENCH_LOCK .venv/bin/python bench/scale.py \
       [--sizes 100000,1000000,5000000] [--steps 30] [--workers-at 5000000] \
       [--peers-dir /tmp/peers] [--tmp DIR]
 """
