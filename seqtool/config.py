@@ -54,6 +54,8 @@ class DataConfig:
     bleu_tokenize: str = _opt("", "translation: sacrebleu tokenizer for BLEU ('' = by target "
                               "language: char for ja/ko, zh for zh, else 13a)",
                               ("", *BLEU_TOKENIZERS))
+    workers: int = _opt(0, "processes that tokenise the training text into the token store "
+                        "(0 = one per core)", low=0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +67,8 @@ class TokenizerConfig:
     min_freq: int = _opt(1, "word level: words seen fewer times become <unk>", low=1)
     max_vocab: int = _opt(0, "word level: keep at most this many words (0 = all)", low=0)
     lowercase: bool = _opt(False, "lower-case text before tokenizing")
+    sample_size: int = _opt(200_000, "sentencepiece: train on at most this many lines "
+                            "(a uniform sample of larger corpora)", low=1)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -84,6 +84,10 @@ def train_translate_cmd(corpus: str | None, src_lang: str | None, tgt_lang: str 
         + f"; checkpoints in {summary['run_dir']}"
         + (f"; skipped {skipped['train']} training and {skipped['valid']} validation pairs "
            "with an empty side" if skipped["train"] or skipped["valid"] else ""))
+    store = summary["token_store"]
+    how = (f"built in {store['seconds']:.1f} s by {store['workers']} worker(s)"
+           if store["built"] else "reused")
+    stdout_console().print(f"token store ({how}): {store['path']}")
 
 
 

@@ -15,10 +15,9 @@ def train_lm(cfg: RunConfig, out: Path | None = None, resume: Path | None = None
     """Train (or, with `resume`, continue) a language model; cfg from resume_config then."""
     from seqtool.checkpoint import load_checkpoint
     from seqtool.data.cache import cached_token_stream
+    from seqtool.data.lmstore import MemmapLMData, stream_store, train_text_tokenizer
     from seqtool.data.splits import text_split_path
-    from seqtool.data.lm import LMData
-    from seqtool.data.text import read_lines
-    from seqtool.data.tokenizer import load_tokenizer, train_tokenizer
+    from seqtool.data.tokenizer import load_tokenizer
     from seqtool.models import build_model
     from seqtool.runs import init_embeddings_from, run_training, start_run
 
@@ -33,13 +32,12 @@ def train_lm(cfg: RunConfig, out: Path | None = None, resume: Path | None = None
         if tc.path:
             tokenizer = load_tokenizer(Path(tc.path))
         else:
-            tokenizer = train_tokenizer(read_lines(train_path, "train file"), tc.kind,
-                                        tc.vocab_size, tc.min_freq, tc.max_vocab, tc.lowercase)
+            tokenizer = train_text_tokenizer(tc, train_path, cfg.train.seed, cfg.data.workers)
         model = build_model("lm", cfg.model, tokenizer.vocab_size)
         init = init_embeddings_from(cfg, model, tokenizer)
-    data = LMData(cached_token_stream(train_path, tokenizer),
-                  cached_token_stream(valid_path, tokenizer), cfg.train.batch_size,
-                  cfg.train.bptt)
+    data = MemmapLMData(stream_store(train_path, tokenizer, workers=cfg.data.workers),
+                        cached_token_stream(valid_path, tokenizer), cfg.train.batch_size,
+                        cfg.train.bptt)
     lines = [f"- data: {cfg.data.corpus or cfg.data.train_file}",
              f"- tokenizer: {cfg.tokenizer.kind}"]
     summary = run_training(cfg, model, data, run_dir, resume, reporter, device,

@@ -4,6 +4,7 @@ encoder-decoder, and validation BLEU for picking the best checkpoint."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,28 +12,22 @@ from seqtool.config import RunConfig
 from seqtool.runs import DataWithMetrics
 
 
-def translation_tokenizers(cfg: RunConfig, src_lines: list[str], tgt_lines: list[str]
-                           ) -> tuple[Any, Any]:
+def translation_tokenizers(cfg: RunConfig, files: Any) -> tuple[Any, Any]:
     """(source, target) tokenizers: loaded from tokenizer.path (its tgt/ holds a separate
     target tokenizer, else both sides share it), one joint tokenizer trained on both
-    sides for model.shared_vocab, or one trained per side."""
+    sides for model.shared_vocab, or one trained per side; trained on the streamed
+    training files (data/store.py: sentencepiece on at most tokenizer.sample_size lines)."""
     from seqtool.checkpoint import TGT_DIR
-    from seqtool.data.tokenizer import TOKENIZER_FILE, load_tokenizer, train_tokenizer
+    from seqtool.data.store import train_pair_tokenizers
+    from seqtool.data.tokenizer import TOKENIZER_FILE, load_tokenizer
 
     tc = cfg.tokenizer
     if tc.path:
         src = load_tokenizer(Path(tc.path))
         tgt_dir = Path(tc.path) / TGT_DIR
         return src, load_tokenizer(tgt_dir) if (tgt_dir / TOKENIZER_FILE).is_file() else src
-
-    def train(lines: list[str]) -> Any:
-        return train_tokenizer(lines, tc.kind, tc.vocab_size, tc.min_freq, tc.max_vocab,
-                               tc.lowercase)
-
-    if cfg.model.shared_vocab:
-        joint = train(src_lines + tgt_lines)
-        return joint, joint
-    return train(src_lines), train(tgt_lines)
+    return train_pair_tokenizers(tc, cfg.model.shared_vocab, files, cfg.train.seed,
+                                 cfg.data.workers)
 
 
 class TranslationData(DataWithMetrics):
@@ -84,40 +79,45 @@ def train_translate(cfg: RunConfig, out: Path | None = None, resume: Path | None
     (greedy) each evaluation picks the best checkpoint. Pairs with an empty side are
     skipped and counted in the summary."""
     from seqtool.checkpoint import load_checkpoint
-    from seqtool.data.parallel import ParallelData, encode_with_references, translation_split
+    from seqtool.data.parallel import encode_with_references, translation_split
+    from seqtool.data.store import StoreParallelData, token_store, train_files
     from seqtool.metrics import bleu_tokenize_for
     from seqtool.models import build_model
     from seqtool.runs import init_embeddings_from, run_training, start_run
 
     run_dir = start_run(cfg, out, resume, threads, device)
-    train_src, train_tgt, skipped_train = translation_split(cfg.data, "train")
+    files = train_files(cfg.data)
     valid_src, valid_tgt, skipped_valid = translation_split(cfg.data, "valid")
-    init = None
+    init, tok_seconds = None, 0.0
     if resume is not None:
         loaded = load_checkpoint(run_dir / "last", expect_kind="translate", device=device)
         src_tok, tgt_tok, model = loaded.tokenizer, loaded.tgt_tokenizer, loaded.model
     else:
-        src_tok, tgt_tok = translation_tokenizers(cfg, train_src, train_tgt)
+        tok_start = time.perf_counter()
+        src_tok, tgt_tok = translation_tokenizers(cfg, files)
+        tok_seconds = time.perf_counter() - tok_start
         model = build_model("translate", cfg.model, (src_tok.vocab_size, tgt_tok.vocab_size))
         init = init_embeddings_from(cfg, model, src_tok, tgt_tok)
-    train_pairs, _, dropped_train = encode_with_references(train_src, train_tgt, src_tok,
-                                                           tgt_tok)
+    store = token_store(files, src_tok, tgt_tok, workers=cfg.data.workers)
+    meta = store.meta
     valid_pairs, refs, dropped_valid = encode_with_references(valid_src, valid_tgt, src_tok,
                                                               tgt_tok)
-    stats = {"train_pairs": len(train_pairs), "valid_pairs": len(valid_pairs),
-             "skipped_empty": {"train": skipped_train + dropped_train,
+    stats = {"train_pairs": meta["pairs"], "valid_pairs": len(valid_pairs),
+             "skipped_empty": {"train": meta["skipped_empty"] + meta["dropped_unencodable"],
                                "valid": skipped_valid + dropped_valid},
-             "max_src_len": max((len(s) for s, _ in train_pairs), default=0),
-             "max_tgt_len": max((len(t) for _, t in train_pairs), default=0)}
+             "max_src_len": meta["max_src_len"], "max_tgt_len": meta["max_tgt_len"]}
     tokenize = bleu_tokenize_for(None, cfg.data.bleu_tokenize, cfg.data.tgt_lang)
-    data = TranslationData(ParallelData(train_pairs, valid_pairs, cfg.train.batch_size,
-                                        seed=cfg.train.seed), refs, tgt_tok, cfg.search,
+    data = TranslationData(StoreParallelData(store, valid_pairs, cfg.train.batch_size,
+                                             seed=cfg.train.seed), refs, tgt_tok, cfg.search,
                            tokenize, cfg.train.precision)
     summary = run_training(cfg, model, data, run_dir, resume, reporter, device,
                            {"tokenizer": src_tok, "tgt_tokenizer": tgt_tok}, stats,
                            card_lines(cfg))
     summary.update(vocab_size=[src_tok.vocab_size, tgt_tok.vocab_size],
                    bleu_tokenize=tokenize, **stats)
+    summary["token_store"] = {"path": str(store.path), "built": store.built,
+                              "seconds": round(store.seconds, 2), "workers": meta["workers"],
+                              "tokenizer_seconds": round(tok_seconds, 2)}
     if init:
         summary["init_embeddings"] = init
     return summary

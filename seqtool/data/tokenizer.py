@@ -83,6 +83,13 @@ class WordTokenizer:
         counts: Counter[str] = Counter()
         for line in lines:
             counts.update((line.lower() if lowercase else line).split())
+        return cls.from_counts(counts, min_freq, max_vocab, lowercase)
+
+    @classmethod
+    def from_counts(cls, counts: Counter[str], min_freq: int = 1, max_vocab: int = 0,
+                    lowercase: bool = False) -> WordTokenizer:
+        """The vocabulary of word counts (data/store.py counts a streamed corpus);
+        the specials are taken out of `counts`."""
         for special in SPECIALS:  # fixed ids; <eos> ends every line
             counts.pop(special, None)
         # most frequent first; ties broken alphabetically for determinism
