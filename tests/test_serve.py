@@ -318,3 +318,21 @@ def test_batcher_gathers_splits_refuses_and_passes_errors_on():
     first = [c for c in calls if c[0] in ("a", "b")][:3]
     assert first == [("a", [0, 1, 2, 3]), ("a", [4, 5]), ("b", ["x", "y"])]
     assert stats.largest == 4
+
+
+def test_quantize_int8_serves_int8_models(runs):
+    """serve --quantize int8: every model is converted (layers/int8.py) and answers."""
+    from fastapi.testclient import TestClient
+
+    from seqtool.layers.int8 import fp32_parts, is_quantized
+
+    served = load_models([f"{k}={v}" for k, v in runs.items()], "cpu", "int8")
+    for m in served.values():
+        model = m.loaded.model
+        assert is_quantized(model), m.name
+        assert not [p for p in fp32_parts(model) if "Linear" in p or "LSTM" in p], m.name
+    with TestClient(create_app(served)) as c:
+        r = c.post("/translate", json={"text": sources(1)[0], "beam": 2})
+        assert r.status_code == 200 and r.json()["translations"][0]["text"]
+        r = c.post("/translate", json={"text": sources(1)[0], "precision": "fp64"})
+        assert r.status_code == 422 and "int8" in r.json()["error"], r.json()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from seqtool.cli.app import CONTEXT, cli, device_option, json_option, resolve_device
+from seqtool.cli.app import (CONTEXT, cli, device_option, json_option, quantize_option,
+                             resolve_device)
 
 @cli.command("serve", context_settings=CONTEXT)
 @click.option("--model", "specs", multiple=True, metavar="[NAME=]CKPT",
@@ -29,12 +30,14 @@ from seqtool.cli.app import CONTEXT, cli, device_option, json_option, resolve_de
               type=click.FloatRange(1), help="Seconds an idle chat session is kept.")
 @click.option("--max-sessions", default=1000, show_default=True, type=click.IntRange(1),
               help="Chat sessions open at once (429 beyond).")
-@click.option("--threads", type=int, default=0, help="CPU threads (0 = torch's default).")
+@click.option("--threads", type=click.IntRange(min=0), default=0,
+              help="CPU threads (0 = torch's default).")
 @device_option
+@quantize_option
 @json_option
 def serve_cmd(specs: tuple[str, ...], host: str, port: int, max_batch: int, window_ms: float,
               timeout_s: float, max_chars: int, ttl_s: float, max_sessions: int, threads: int,
-              device: str, as_json: bool) -> None:
+              device: str, quantize: str | None, as_json: bool) -> None:
     """Serve models over HTTP: a JSON API and a web page at /.
 
     Loads each model once. Endpoints: POST /predict, /generate (stream: server-sent
@@ -47,6 +50,7 @@ def serve_cmd(specs: tuple[str, ...], host: str, port: int, max_batch: int, wind
       seqtool serve
       seqtool serve --model translate-de-en --model chat --port 8080
       seqtool serve --model mine=runs/m30k --port 0 --json
+      seqtool serve --quantize int8
     """
     from seqtool.errors import ConfigError
     from seqtool.runtime import set_threads
@@ -62,7 +66,7 @@ def serve_cmd(specs: tuple[str, ...], host: str, port: int, max_batch: int, wind
     from seqtool.serve.models import load_models
 
     set_threads(threads)
-    models = load_models(list(specs), resolve_device(device))
+    models = load_models(list(specs), resolve_device(device, quantize), quantize)
     limits = Limits(window_ms=window_ms, max_batch=max_batch, timeout_s=timeout_s,
                     max_chars=max_chars, session_ttl_s=ttl_s, max_sessions=max_sessions)
     app = create_app(models, limits)

@@ -68,8 +68,9 @@ def shipped_specs() -> list[str]:
         if root.is_dir() else []
 
 
-def load_one(spec: str, device: str) -> Served:
-    """One --model SPEC ([NAME=]folder, shipped name or task), loaded."""
+def load_one(spec: str, device: str, quantize: str | None = None) -> Served:
+    """One --model SPEC ([NAME=]folder, shipped name or task), loaded (`quantize`
+    "int8": converted to dynamic int8, layers/int8.py)."""
     from seqtool.checkpoint import read_meta, resolve_folder
     from seqtool.commands.info import loaded_info
     from seqtool.loading import KIND_NAMES, load_chatbot, load_lm, load_translator
@@ -81,11 +82,11 @@ def load_one(spec: str, device: str) -> Served:
     folder = resolve_folder(_folder(path))
     kind = str(read_meta(folder).get("kind"))
     if kind == "lm":
-        loaded = load_lm(folder, device)
+        loaded = load_lm(folder, device, quantize)
     elif kind == "translate":
-        loaded = load_translator(folder, device=device)
+        loaded = load_translator(folder, device=device, quantize=quantize)
     elif kind == "chat":
-        loaded = load_chatbot(folder, device)
+        loaded = load_chatbot(folder, device, quantize)
     else:
         raise CheckpointError(f"{folder} is a {KIND_NAMES.get(kind, repr(kind))}; serve "
                               "answers with language, translation and chat models",
@@ -98,11 +99,12 @@ def load_one(spec: str, device: str) -> Served:
     return served
 
 
-def load_models(specs: list[str], device: str = "cpu") -> dict[str, Served]:
+def load_models(specs: list[str], device: str = "cpu", quantize: str | None = None
+                ) -> dict[str, Served]:
     """The models by name, in the order given; two with one name are refused."""
     out: dict[str, Served] = {}
     for spec in specs or shipped_specs():
-        served = load_one(spec, device)
+        served = load_one(spec, device, quantize)
         if served.name in out:
             raise ConfigError(f"two models are named {served.name!r}",
                               f"name them: --model a={spec} --model b=...")
