@@ -93,13 +93,20 @@ class BucketedData(Generic[E]):
         the same seeded generator on every rank, dealt round-robin (the epoch's last
         len % world batches dropped; seqtool/distributed.py). Validation keeps the
         global batch size."""
-        import dataclasses
-
-        from seqtool.distributed import per_rank_batch
-
-        return dataclasses.replace(self, batch_size=per_rank_batch(self.batch_size, world),
-                                   eval_batch_size=self.eval_batch_size or self.batch_size,
-                                   rank=rank, world=world)
+        return dealt_share(self, rank, world)
 
     def valid_batches(self) -> Iterator[dict[str, Tensor]]:
         return self.ordered(self.valid, self.eval_batch_size or self.batch_size)
+
+
+def dealt_share(data: Any, rank: int, world: int) -> Any:
+    """`data` (a dataclass with batch_size, eval_batch_size, rank and world) for rank
+    `rank` of `world`: batches of batch_size / world, dealt round-robin by its
+    train_batches; validation keeps the global batch size."""
+    import dataclasses
+
+    from seqtool.distributed import per_rank_batch
+
+    return dataclasses.replace(data, batch_size=per_rank_batch(data.batch_size, world),
+                               eval_batch_size=data.eval_batch_size or data.batch_size,
+                               rank=rank, world=world)

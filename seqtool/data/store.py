@@ -572,13 +572,9 @@ class StoreParallelData:
         """Rank `rank` of `world`'s share, as BucketedData.shard: batches of
         batch_size / world from the same seeded generator on every rank, dealt
         round-robin (the epoch's last len % world batches dropped)."""
-        import dataclasses
+        from seqtool.data.buckets import dealt_share
 
-        from seqtool.distributed import per_rank_batch
-
-        return dataclasses.replace(self, batch_size=per_rank_batch(self.batch_size, world),
-                                   eval_batch_size=self.eval_batch_size or self.batch_size,
-                                   rank=rank, world=world)
+        return dealt_share(self, rank, world)
 
     def tokens_per_epoch(self) -> int:
         """Target tokens predicted per epoch (EOS included)."""
