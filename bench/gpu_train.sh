@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One lent-GPU session (a CUDA machine with PyTorch but without `datasets`, see
-# /work/.library/device): the CUDA tests, then four trainings side by side on the
+# the session's device tool): the CUDA tests, then four trainings side by side on the
 # one GPU, each evaluated on its test split there:
 #   ende  the en->de recipe: preset translate-multi30k as it is (--src en --tgt de)
 #   enja  translate-enja trained longer: cosine schedule over a time budget
