@@ -482,3 +482,18 @@ def test_hf_dataset_unknown_or_offline_is_one_error_line(tmp_path, monkeypatch):
                               "owner/set:cfg", "--split", "test"), "not reachable", "offline")
     assert_user_error(run_cli("train", "lm", "--hf-dataset", "x", "--corpus", "ptb", *TINY,
                               "--out", tmp_path / "r"), "--hf-dataset", "not both")
+
+
+def test_predict_marks_a_prompt_over_the_limit_and_only_that(run) -> None:
+    """A prompt over MAX_PROMPT_CHARS is read from its end and says so ("cut" in
+    --json, a warning); a normal prompt's result has no "cut" key."""
+    from seqtool.commands.predict import MAX_PROMPT_CHARS, predict_batch, predict_next
+    from seqtool.loading import load_lm
+
+    loaded = load_lm(run / "best")
+    long_text = "the cat sat " * (MAX_PROMPT_CHARS // 8)
+    res = predict_batch(loaded, ["the cat", long_text])
+    assert "cut" not in res[0] and res[1]["cut"] is True
+    # the end is what the model reads: the cut prompt predicts as its last 20,000 characters
+    tail = predict_next(loaded, text=long_text[-MAX_PROMPT_CHARS:])
+    assert tail["candidates"] == res[1]["candidates"]

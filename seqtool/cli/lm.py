@@ -141,8 +141,7 @@ def predict(text: str | None, top_k: int, batch_size: int, read_ahead: int,
                      lambda r: [f"{r['prompt']}\t{r['prediction']}"])
         return
     result = predict_next(loaded, text=text, top_k=top_k)
-    if result["unknown"]:
-        warn("not in the vocabulary (read as <unk>): " + ", ".join(result["unknown"]))
+    warn_prompt(result, warn)
     if as_json:
         print_json(result)
     else:
@@ -200,8 +199,7 @@ def generate(text: str | None, max_tokens: int, temperature: float, top_k: int, 
                                 for s in r["samples"]])
         return
     result = generate_text(loaded, text=text, sampling=sampling, seed=seed)
-    if result["unknown"]:
-        warn("not in the vocabulary (read as <unk>): " + ", ".join(result["unknown"]))
+    warn_prompt(result, warn)
     if as_json:
         print_json(result)
         return
@@ -211,12 +209,24 @@ def generate(text: str | None, max_tokens: int, temperature: float, top_k: int, 
         con.print(f"[bold]{escape(result['prompt'])}[/] {escape(sample)}")
 
 
+def warn_prompt(result: dict[str, Any], warn: Callable[[str], None], where: str = "") -> None:
+    """Warnings for a prompt's unknown words and for a prompt over the length limit."""
+    from seqtool.commands.predict import MAX_PROMPT_CHARS, MAX_PROMPT_TOKENS
+
+    if result["unknown"]:
+        warn(f"{where}not in the vocabulary (read as <unk>): " + ", ".join(result["unknown"]))
+    if result.get("cut"):
+        warn(f"{where}the prompt is over the limit ({MAX_PROMPT_TOKENS:,} tokens or "
+             f"{MAX_PROMPT_CHARS:,} characters); only its end was read")
+
+
 def answer_stdin(run: Callable[[list[str]], list[dict[str, Any]]], loaded: Any, command: str,
                  as_json: bool, read_ahead: int, plain: Callable[[dict[str, Any]], list[str]]
                  ) -> None:
     """stdin -> stdout for predict/generate: per input line, `plain(result)` lines or
     one JSON object (an error object for a line with no prompt), flushed as written;
-    warnings for unknown words (the first 5 lines) and the skipped lines."""
+    warnings for unknown words and over-long prompts (the first 5 lines) and the
+    skipped lines."""
     from seqtool.commands.predict import answer_lines
     from seqtool.console import print_json, warn
 
@@ -229,18 +239,17 @@ def answer_stdin(run: Callable[[list[str]], list[dict[str, Any]]], loaded: Any, 
     for a in answer_lines(run, loaded.tokenizer, lines, read_ahead):
         if a.result is None:
             skipped.append(a.line)
-        elif a.result["unknown"]:
+        elif a.result["unknown"] or a.result.get("cut"):
             unknown += 1
             if unknown <= 5:
-                warn(f"line {a.line}: not in the vocabulary (read as <unk>): "
-                     + ", ".join(a.result["unknown"]))
+                warn_prompt(a.result, warn, f"line {a.line}: ")
         if as_json:
             print_json(a.to_json())
         elif a.result is not None:
             out.writelines(line + "\n" for line in plain(a.result))
             out.flush()
     if unknown > 5:
-        warn(f"{unknown} lines in all had words not in the vocabulary")
+        warn(f"{unknown} lines in all had words not in the vocabulary or were over the limit")
     if skipped:
         where = ", ".join(map(str, skipped[:10])) + (", ..." if len(skipped) > 10 else "")
         warn(f"skipped {len(skipped)} line{'s' if len(skipped) > 1 else ''} with no prompt "

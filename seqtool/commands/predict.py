@@ -29,6 +29,7 @@ class Prompt:
     text: str
     ids: list[int]
     unknown: list[str]  # the words the vocabulary does not know (read as <unk>)
+    cut: bool = False  # over MAX_PROMPT_CHARS / MAX_PROMPT_TOKENS: only its end was read
 
 
 MAX_PROMPT_CHARS = 20_000  # a longer prompt is read from its last 20,000 characters ...
@@ -54,7 +55,9 @@ def encode_prompts(texts: Sequence[str], tokenizer: Any) -> list[Prompt]:
     out = []
     for i, text in enumerate(texts):
         try:
-            out.append(Prompt(text, *encode_prompt(text, tokenizer)))
+            ids, unknown = encode_prompt(text, tokenizer)
+            out.append(Prompt(text, ids, unknown, cut=len(text) > MAX_PROMPT_CHARS
+                              or len(ids) >= MAX_PROMPT_TOKENS))
         except InputError as exc:
             if len(texts) == 1:
                 raise
@@ -124,7 +127,13 @@ def _prediction(lp: Any, prompt: Prompt, tok: Any, top_k: int, show_unk: bool
     words = [c["token"] for c in cands if c["token"] != "<eos>"]
     prediction = words[0] if words else cands[0]["token"]
     return {"prompt": prompt.text, "candidates": cands, "prediction": prediction,
-            "unknown": prompt.unknown}
+            "unknown": prompt.unknown, **_cut(prompt)}
+
+
+def _cut(prompt: Prompt) -> dict[str, Any]:
+    """{"cut": true} for a prompt over the limit (only its end was read), else {}:
+    the result's shape is unchanged for every other prompt."""
+    return {"cut": True} if prompt.cut else {}
 
 
 def predict_next(loaded: Any, *, text: str, top_k: int = 10, show_unk: bool = False
@@ -173,7 +182,7 @@ def generate_batch(loaded: Any, texts: Sequence[str], *, sampling: SamplingConfi
             out[i] = {"prompt": prompts[i].text,
                       "samples": [_sample_text(r, loaded.tokenizer) for r in res.tokens[mine]],
                       "scores": res.scores[mine], "unknown": prompts[i].unknown,
-                      "greedy": s.greedy, "seed": seed}
+                      "greedy": s.greedy, "seed": seed, **_cut(prompts[i])}
     return out
 
 
