@@ -103,7 +103,7 @@ class StepRecorder:
         self.losses.append(loss)
         self.tokens.append((self.tokens[-1] if self.tokens else 0) + tokens)
 
-    # Reporter protocol (seqtool.training.Reporter)
+    # Reporter protocol (seqtool.reporting.Reporter)
     def on_start(self, info: dict[str, Any]) -> None:
         self.start()
 

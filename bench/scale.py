@@ -212,7 +212,7 @@ def batch_lengths(sizes: list[int], steps: int) -> None:
     is in the vocabulary, min freq 2)."""
     import numpy as np
 
-    from seqtool.data.store import store_bucket_batches
+    from seqtool.data.store_batches import store_bucket_batches
 
     src, tgt = read_gz("train.de.gz"), read_gz("train.en.gz")
     sl = np.array([len(x.split()) for x in src], np.int32)

@@ -70,7 +70,7 @@ def train_seqtool(data: Path, out: Path, steps: int, precision: str) -> tuple[di
     Trainer's 50-step reports with the first dropped, wall seconds)."""
     from seqtool.commands.train_translate import train_translate
     from seqtool.configfile import load_config
-    from seqtool.training import NullReporter
+    from seqtool.reporting import NullReporter
 
     class Capture(NullReporter):
         """Keeps the Trainer's periodic tokens/s reports."""

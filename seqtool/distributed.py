@@ -25,8 +25,9 @@ torch is imported inside the functions: the CLI imports this module at start.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -215,3 +216,27 @@ def wrap(module: Any, device: torch.device) -> Any:
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, empty)
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(module, device_ids=ids, forward_sync_buffers=False)
+
+
+@contextlib.contextmanager
+def signals_only_ask(ask_stop: Callable[[], None]) -> Iterator[None]:
+    """With several ranks, Ctrl-C/SIGTERM only asks to stop: the ranks agree on it in
+    the step's all-reduce and stop together after that step, so every rank saves
+    the same step. More signals change nothing: on Ctrl-C a terminal signals every
+    process and torchrun passes it on again (then kills what is left after 30 s)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def ask(signum: int, frame: Any) -> None:
+        ask_stop()
+
+    old = {s: signal.signal(s, ask) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)

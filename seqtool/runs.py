@@ -245,7 +245,7 @@ def _train_locked(cfg: RunConfig, model: Any, data: Any, run_dir: Path, resume: 
     board = None
     if cfg.train.tensorboard and world.main:
         from seqtool.history import TENSORBOARD_DIR, TensorBoardReporter
-        from seqtool.training import NullReporter, Reporters
+        from seqtool.reporting import NullReporter, Reporters
 
         # resumed: hide what a crashed run logged after its last checkpoint
         board = TensorBoardReporter(run_dir / TENSORBOARD_DIR,

@@ -30,77 +30,26 @@ with last/ holding each rank's RNG and recurrent state.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from seqtool.config import TrainConfig
-from seqtool.distributed import SINGLE, World
+from seqtool.data.chunks import chunked
+from seqtool.distributed import SINGLE, World, signals_only_ask
 from seqtool.errors import Interrupted, TrainingError
 from seqtool.folders import uninterruptible
 from seqtool.history import METRICS_FILE, TRAIN_LOG_FILE, append_record
 from seqtool.models.base import LossResult
+from seqtool.reporting import NullReporter, Reporter, Window
 from seqtool.runtime import autocast, keep_freed_memory, to_device
-
-
-class Reporter(Protocol):
-    def on_start(self, info: dict[str, Any]) -> None: ...
-    def on_step(self, stats: dict[str, Any]) -> None: ...
-    def on_eval(self, metrics: dict[str, Any]) -> None: ...
-    def on_end(self, summary: dict[str, Any]) -> None: ...
-
-
-class NullReporter:
-    def on_start(self, info: dict[str, Any]) -> None: pass
-    def on_step(self, stats: dict[str, Any]) -> None: pass
-    def on_eval(self, metrics: dict[str, Any]) -> None: pass
-    def on_end(self, summary: dict[str, Any]) -> None: pass
-
-
-class Reporters:
-    """Several reporters as one (the progress bar and TensorBoard), called in order."""
-
-    def __init__(self, *reporters: Reporter) -> None:
-        self.reporters = reporters
-
-    def _each(self, event: str, payload: dict[str, Any]) -> None:
-        for r in self.reporters:
-            getattr(r, event)(payload)
-
-    def on_start(self, info: dict[str, Any]) -> None:
-        self._each("on_start", info)
-
-    def on_step(self, stats: dict[str, Any]) -> None:
-        self._each("on_step", stats)
-
-    def on_eval(self, metrics: dict[str, Any]) -> None:
-        self._each("on_eval", metrics)
-
-    def on_end(self, summary: dict[str, Any]) -> None:
-        self._each("on_end", summary)
-
-
-@dataclass
-class TrainerState:
-    epoch: int = 0
-    step_in_epoch: int = 0
-    global_step: int = 0
-    tokens_seen: int = 0
-    elapsed_s: float = 0.0
-    lr: float = 0.0
-    best: float | None = None
-    best_step: int = 0
-    bad_evals: int = 0
-    done: bool = False
-    world_size: int = 1  # processes that trained it (torchrun)
-    accum_steps: int = 1  # batches per optimizer step (step_in_epoch counts steps)
-    history: list[dict[str, Any]] = field(default_factory=list)
+from seqtool.trainstate import Resumable, TrainerState
 
 
 @torch.no_grad()
@@ -124,7 +73,7 @@ def evaluate_loss(model: nn.Module, batches: Iterable[dict[str, Tensor]], device
     return {"loss": nll, "ppl": math.exp(min(nll, 50.0)), "tokens": tokens, **extras}
 
 
-class Trainer:
+class Trainer(Resumable):
     def __init__(self, model: nn.Module, data: Any, cfg: TrainConfig, run_dir: Path,
                  save: Callable[[str, dict[str, Any] | None], None],
                  reporter: Reporter | None = None, device: str | torch.device = "cpu",
@@ -156,74 +105,6 @@ class Trainer:
         # fused: one kernel for all parameters (CPU and CUDA); Adam's step on the
         # peers' translation model: 11.6 -> 2.6 ms on 2 threads, the same update.
         self.opt = optimizer(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-
-    # --- resumable state -------------------------------------------------------
-    def training_snapshot(self) -> dict[str, Any]:
-        """What last/ holds to resume; with several ranks a collective (every rank's
-        RNG and recurrent state are gathered on rank 0, as rank<r>.* entries)."""
-        from seqtool.checkpoint import optimizer_to_tensors
-
-        flat, groups = optimizer_to_tensors(self.opt)
-        # mid-step (Ctrl-C) the step never happened: keep the RNG from before it
-        rng = dict(self._step_rng) if self._step_rng is not None else self._rng_state()
-        rng = {k: v.cpu() for k, v in rng.items()}
-        for i, t in enumerate(_flatten(self.carry)):
-            rng[f"carry.{i}"] = t.detach().cpu().contiguous()
-        if self.world.parallel:
-            from seqtool.distributed import gather_to_main
-
-            ranks = gather_to_main(rng) or []
-            for r, theirs in enumerate(ranks[1:], 1):
-                rng.update({f"rank{r}.{k}": v for k, v in theirs.items()})
-        state = dict(self.state.__dict__)
-        state["carry_structure"] = _structure(self.carry)
-        return {"state": state, "optimizer": flat, "param_groups": groups, "rng": rng}
-
-    def restore(self, snap: dict[str, Any]) -> None:
-        from seqtool.checkpoint import optimizer_from_tensors
-
-        state = dict(snap["state"])
-        structure = state.pop("carry_structure", None)
-        self._check_resumable(state)
-        self.state = TrainerState(**state)
-        self.state.accum_steps = self.cfg.accum_steps
-        optimizer_from_tensors(self.opt, snap["optimizer"], snap["param_groups"])
-        mine = f"rank{self.world.rank}." if self.world.rank else ""
-        rng = {k[len(mine):]: v for k, v in snap["rng"].items()
-               if k.startswith(mine) and (mine or not k.startswith("rank"))}
-        torch.set_rng_state(rng["torch"])
-        if "cuda" in rng and self.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
-        flat = [rng[f"carry.{i}"].to(self.device) for i in range(len(rng)) if f"carry.{i}" in rng]
-        self.carry = _rebuild(structure, flat)
-
-    def _check_resumable(self, state: dict[str, Any]) -> None:
-        """Refuse a resume that cannot continue exactly: another number of processes
-        (each holds its own slice of the data and its own RNG and recurrent state),
-        or another train.accum_steps in the middle of an epoch."""
-        trained = int(state.get("world_size", 1))
-        if trained != self.world.size:
-            err = TrainingError(
-                f"this run was trained by {trained} process(es) and cannot continue with "
-                f"{self.world.size}: each process holds its own share of the data and its "
-                "own random and recurrent state", "resume with the same number: "
-                + (f"torchrun --nproc-per-node {trained} -m seqtool train ... --resume RUN "
-                   f"(or --nproc {trained})" if trained > 1 else "without torchrun"))
-            err.every_rank = True
-            raise err
-        if int(state.get("accum_steps", 1)) != self.cfg.accum_steps and state["step_in_epoch"]:
-            err = TrainingError(
-                f"train.accum_steps changed from {state.get('accum_steps', 1)} to "
-                f"{self.cfg.accum_steps} in the middle of an epoch",
-                "resume with the old value; it may change at an epoch's end")
-            err.every_rank = True
-            raise err
-
-    def _rng_state(self) -> dict[str, Tensor]:
-        rng = {"torch": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return rng
 
     # --- the loop ----------------------------------------------------------------
     def _set_lr(self, lr: float) -> None:
@@ -257,18 +138,10 @@ class Trainer:
             res: LossResult = self.model(to_device(batch, self.device), self.carry)
         loss = res.loss_sum / max(res.tokens, 1)
         value = float(loss.detach())
-        if not math.isfinite(value):
-            raise TrainingError(
-                f"loss became {value} at step {self.state.global_step + 1}; nothing was saved "
-                "from this step", "lower train.lr or set train.clip; resume from last/ with "
-                "--resume RUN --set train.lr=...")
+        self._check_finite(value)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        if self.cfg.clip:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
-        self._set_lr(self._scheduled_lr())
-        self.opt.step()
-        self.carry = res.carry
+        self._update(res.carry)
         return value, res.tokens
 
     def _accumulated_step(self, group: list[dict[str, Tensor]]) -> tuple[float, int]:
@@ -297,6 +170,16 @@ class Trainer:
             tokens, self._stop_all = int(n), stops > 0
             self._elapsed = elapsed / self.world.size
         value = loss_sum / max(tokens, 1)
+        self._check_finite(value)
+        for p in self.module.parameters():
+            if p.grad is not None:
+                p.grad.div_(max(tokens, 1))
+        self._update(carry)
+        return value, tokens
+
+    def _check_finite(self, value: float) -> None:
+        """A NaN/inf loss stops the run before the update (every rank has the same
+        value: it comes from the all-reduce)."""
         if not math.isfinite(value):
             err = TrainingError(
                 f"loss became {value} at step {self.state.global_step + 1}; nothing was saved "
@@ -304,15 +187,14 @@ class Trainer:
                 "--resume RUN --set train.lr=...")
             err.every_rank = True
             raise err
-        for p in self.module.parameters():
-            if p.grad is not None:
-                p.grad.div_(max(tokens, 1))
+
+    def _update(self, carry: Any) -> None:
+        """Clip, set the scheduled lr, step the optimizer, keep the step's carry."""
         if self.cfg.clip:
             nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.clip)
         self._set_lr(self._scheduled_lr())
         self.opt.step()
         self.carry = carry
-        return value, tokens
 
     def _evaluate(self, scheduled: bool = True) -> bool:
         """Validate, log, keep best; returns True when early stopping says stop.
@@ -397,6 +279,9 @@ class Trainer:
             return None
         return max(scores) if self.data.higher_is_better else min(scores)
 
+    def _ask_stop(self) -> None:
+        self._stop_asked = True
+
     def _save_last(self) -> None:
         snapshot = self.training_snapshot()  # every rank: a collective with several
         if self.world.main:
@@ -409,7 +294,7 @@ class Trainer:
             return self._run()
         from seqtool.distributed import is_peer_failure, peer_lost
 
-        with _stop_after_the_step(self):
+        with signals_only_ask(self._ask_stop):
             try:
                 return self._run()
             except RuntimeError as exc:
@@ -432,7 +317,7 @@ class Trainer:
         self.reporter.on_start({"total_steps": total_steps, "start_step": st.global_step,
                                 "steps_per_epoch": steps_per_epoch,
                                 "metric": self.data.metric})
-        clock = _Window(time.perf_counter() - st.elapsed_s, total_steps)
+        clock = Window(time.perf_counter() - st.elapsed_s, total_steps)
         self._clock_start = clock.start
         stop_reason = ""  # a finished run goes on when --resume raised train.epochs
         if st.done and cfg.patience and st.bad_evals >= cfg.patience:
@@ -469,14 +354,15 @@ class Trainer:
         self.reporter.on_end(summary)
         return summary
 
-    def _run_epoch(self, steps_per_epoch: int, clock: _Window) -> tuple[str, bool]:
+    def _run_epoch(self, steps_per_epoch: int, clock: Window) -> tuple[str, bool]:
         """The rest of the current epoch, from st.step_in_epoch; returns the stop reason
         ("" for none) and whether the epoch ran to its end (a stop at its last step
         still closes it)."""
         st = self.state
         stop_reason = ""
-        groups = _groups(self.data.train_batches(st.epoch), self.cfg.accum_steps,
-                         skip=st.step_in_epoch * self.cfg.accum_steps)
+        done = st.step_in_epoch * self.cfg.accum_steps  # batches this epoch already ran
+        groups = chunked(itertools.islice(self.data.train_batches(st.epoch), done, None),
+                         self.cfg.accum_steps)
         for group in groups:
             with uninterruptible():  # a signal waits for the step and its evaluation
                 self._step_rng = self._rng_state()
@@ -513,95 +399,3 @@ class Trainer:
         if cfg.max_minutes and st.elapsed_s >= cfg.max_minutes * 60:
             stop_reason = stop_reason or "max_minutes"
         return stop_reason
-
-
-def _groups(batches: Iterable[dict[str, Tensor]], size: int, skip: int = 0
-            ) -> Iterable[list[dict[str, Tensor]]]:
-    """Consecutive groups of `size` batches after the first `skip` (the last may be
-    shorter: the end of the epoch)."""
-    group: list[dict[str, Tensor]] = []
-    for i, batch in enumerate(batches):
-        if i < skip:
-            continue
-        group.append(batch)
-        if len(group) == size:
-            yield group
-            group = []
-    if group:
-        yield group
-
-
-@contextlib.contextmanager
-def _stop_after_the_step(trainer: Trainer) -> Any:
-    """With several ranks, Ctrl-C/SIGTERM only asks to stop: the ranks agree on it in
-    the step's all-reduce and stop together after that step, so every rank saves
-    the same step. More signals change nothing: on Ctrl-C a terminal signals every
-    process and torchrun passes it on again (then kills what is left after 30 s)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def ask(signum: int, frame: Any) -> None:
-        trainer._stop_asked = True
-
-    old = {s: signal.signal(s, ask) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
-
-
-class _Window:
-    """Training time since the run's start (elapsed time of a resumed run included)
-    and the mean loss and tokens/s since the last progress report."""
-
-    def __init__(self, start: float, total_steps: int) -> None:
-        self.start, self.total_steps = start, total_steps
-        self.tokens, self.since, self.loss, self.steps = 0, time.perf_counter(), 0.0, 0
-
-    def add(self, loss: float, tokens: int) -> float:
-        """Count one step; the run's elapsed seconds."""
-        self.tokens += tokens
-        self.loss += loss
-        self.steps += 1
-        return time.perf_counter() - self.start
-
-    def report(self, st: TrainerState, lr: float) -> dict[str, Any]:
-        """The progress event for the steps since the last one (then starts a new window)."""
-        now = time.perf_counter()
-        mean = self.loss / self.steps
-        stats = {"step": st.global_step, "total_steps": self.total_steps,
-                 "epoch": st.epoch + 1, "loss": mean, "ppl": math.exp(min(mean, 50.0)),
-                 "lr": lr, "tokens": st.tokens_seen,
-                 "tokens_per_s": self.tokens / max(now - self.since, 1e-9),
-                 "elapsed_s": st.elapsed_s}
-        self.tokens, self.since, self.loss, self.steps = 0, now, 0.0, 0
-        return stats
-
-
-def _structure(carry: Any) -> Any:
-    if carry is None:
-        return None
-    if isinstance(carry, Tensor):
-        return "t"
-    return [_structure(c) for c in carry]
-
-
-def _rebuild(structure: Any, flat: list[Tensor]) -> Any:
-    if structure is None:
-        return None
-    if structure == "t":
-        return flat.pop(0)
-    return tuple(_rebuild(s, flat) for s in structure)
-
-
-def _flatten(carry: Any) -> list[Tensor]:
-    if carry is None:
-        return []
-    if isinstance(carry, Tensor):
-        return [carry]
-    return [t for c in carry for t in _flatten(c)]

@@ -19,6 +19,8 @@ import torch
 
 from seqtool.config import TokenizerConfig
 from seqtool.data import store as st
+from seqtool.data import streams
+from seqtool.data.store_batches import StoreParallelData
 from seqtool.data.parallel import ParallelData, encode_pairs, read_parallel
 from seqtool.data.text import read_lines
 from seqtool.data.tokenizer import WordTokenizer, train_tokenizer
@@ -52,7 +54,7 @@ def test_iter_lines_equals_read_lines(tmp_path: Path, text: str) -> None:
 def test_iter_lines_across_chunk_boundaries(tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """\r\n split by a piece boundary, lines longer than a piece, multi-byte characters."""
-    monkeypatch.setattr(st, "READ_CHARS", 7)
+    monkeypatch.setattr(streams, "READ_CHARS", 7)
     rng = random.Random(3)
     parts = []
     for _ in range(6_000):
@@ -109,7 +111,7 @@ def test_store_batches_equal_parallel_data(tmp_path: Path, workers: int,
         [pairs[0], pairs[7], pairs[-1]]
     valid = pairs[:10]
     old = ParallelData(pairs, valid, batch_size=16, seed=7, pool_batches=5)
-    new = st.StoreParallelData(store, valid, batch_size=16, seed=7, pool_batches=5)
+    new = StoreParallelData(store, valid, batch_size=16, seed=7, pool_batches=5)
     assert new.steps_per_epoch() == old.steps_per_epoch()
     assert new.tokens_per_epoch() == old.tokens_per_epoch()
     for epoch in (0, 1):
@@ -120,7 +122,7 @@ def test_store_batches_equal_parallel_data(tmp_path: Path, workers: int,
             for k in x:
                 assert x[k].dtype == y[k].dtype and torch.equal(x[k], y[k]), k
     first = [t["tgt"] for t in new.train_batches(0)][:3]
-    other = [t["tgt"] for t in st.StoreParallelData(store, valid, 16, seed=8).train_batches(0)]
+    other = [t["tgt"] for t in StoreParallelData(store, valid, 16, seed=8).train_batches(0)]
     assert any(x.shape != y.shape or not torch.equal(x, y) for x, y in zip(first, other[:3],
                                                                            strict=True))
 
@@ -315,7 +317,7 @@ def test_multi30k_store_batches_equal_in_memory(corpora_dir: Path) -> None:
     pairs = encode_pairs(src, tgt, src_tok, tgt_tok)
     store = st.token_store(files, src_tok, tgt_tok, workers=2)
     old = ParallelData(pairs, pairs[:5], batch_size=64, seed=1234)
-    new = st.StoreParallelData(store, pairs[:5], batch_size=64, seed=1234)
+    new = StoreParallelData(store, pairs[:5], batch_size=64, seed=1234)
     for x, y in zip(old.train_batches(3), new.train_batches(3), strict=True):
         assert all(torch.equal(x[k], y[k]) for k in x)
 
@@ -358,7 +360,7 @@ def test_store_shards_equal_bucketed_shards(tmp_path: Path) -> None:
     src, tgt, _ = read_parallel(files.src, files.tgt)
     pairs = encode_pairs(src, tgt, src_tok, tgt_tok)
     old = ParallelData(pairs, pairs[:10], batch_size=16, seed=3, pool_batches=5)
-    new = st.StoreParallelData(store, pairs[:10], batch_size=16, seed=3, pool_batches=5)
+    new = StoreParallelData(store, pairs[:10], batch_size=16, seed=3, pool_batches=5)
     seen: list[int] = []
     for rank in (0, 1):
         a, b = old.shard(rank, 2), new.shard(rank, 2)

@@ -80,7 +80,8 @@ def train_translate(cfg: RunConfig, out: Path | None = None, resume: Path | None
     skipped and counted in the summary."""
     from seqtool.checkpoint import load_checkpoint
     from seqtool.data.parallel import encode_with_references, translation_split
-    from seqtool.data.store import StoreParallelData, token_store, train_files
+    from seqtool.data.store import token_store, train_files
+    from seqtool.data.store_batches import StoreParallelData
     from seqtool.metrics import bleu_tokenize_for
     from seqtool.models import build_model
     from seqtool.runs import init_embeddings_from, run_training, start_run

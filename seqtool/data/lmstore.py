@@ -7,7 +7,7 @@ LMData without building the batchified int64 tensor.
 
 The key is cache.stream_key (sha256 of the file, read in 1 MiB chunks, and the
 tokenizer's fingerprint) under this layout's own version: another file or
-tokenizer is another key. Lines are read as a stream (store.iter_lines, the
+tokenizer is another key. Lines are read as a stream (streams.iter_lines, the
 lines read_lines gives), tokenised in worker processes in chunks, and written
 to a temporary file that os.replace puts in place when complete; a failed
 (disk full) build leaves nothing. The ids equal encode_stream(read_lines(path))
@@ -30,8 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from seqtool.data.chunks import chunked
 from seqtool.data.store import (CHUNK_PAIRS, disk_full_error, is_disk_full, parallel_map,
                                 release_pages)
+from seqtool.data.streams import iter_lines
 from seqtool.data.tokenizer import EOS, Tokenizer
 from seqtool.errors import DataError
 
@@ -56,13 +58,13 @@ def train_text_tokenizer(tc: TokenizerConfig, path: Path, seed: int = 1234, work
     (in `workers` processes),
     sentencepiece trains on at most tc.sample_size lines (all of them, in order,
     when the file has no more; else a seeded uniform sample)."""
-    from seqtool.data.store import iter_lines
     from seqtool.data.tokenizer import WordTokenizer, train_tokenizer
 
     if tc.kind == "word":
         counts: Counter[str] = Counter()
         count = functools.partial(count_lines, lowercase=tc.lowercase)
-        for c in parallel_map(count, _line_chunks(path, "train file"), (), workers):
+        lines = chunked(iter_lines(path, what="train file"), CHUNK_PAIRS)
+        for c in parallel_map(count, lines, (), workers):
             counts.update(c)
         return WordTokenizer.from_counts(counts, tc.min_freq, tc.max_vocab, tc.lowercase)
     rng = random.Random(seed)
@@ -85,19 +87,6 @@ def encode_lines(chunk: list[str], tok: Tokenizer) -> np.ndarray:
         ids += tok.encode(line)
         ids.append(EOS)
     return np.array(ids, np.int32)
-
-
-def _line_chunks(path: Path, what: str = "text file") -> Iterator[list[str]]:
-    from seqtool.data.store import iter_lines
-
-    chunk: list[str] = []
-    for line in iter_lines(path, what=what):
-        chunk.append(line)
-        if len(chunk) == CHUNK_PAIRS:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def stream_store(path: str | Path, tokenizer: Tokenizer, root: str | Path | None = None,
@@ -125,7 +114,8 @@ def stream_store(path: str | Path, tokenizer: Tokenizer, root: str | Path | None
     try:
         tokens = 0
         with os.fdopen(fd, "wb") as fh:
-            for arr in parallel_map(encode_lines, _line_chunks(path), (tokenizer,), workers):
+            lines = chunked(iter_lines(path, what="text file"), CHUNK_PAIRS)
+            for arr in parallel_map(encode_lines, lines, (tokenizer,), workers):
                 fh.write(arr.tobytes())
                 tokens += len(arr)
         os.replace(tmp, ids_file)

@@ -23,8 +23,9 @@ the temporary folder, so a half store is never used.
 
 Tokenisation runs in `workers` processes (spawned, so they hold only the
 tokenizers), fed chunks of pairs with a bounded number in flight: memory stays
-flat whatever the corpus size. Training batches are the ones ParallelData
-builds for the same seed (tests/test_store.py).
+flat whatever the corpus size. The files are read by data/streams.py; training
+batches come from data/store_batches.py (the ones ParallelData builds for the
+same seed, tests/test_store.py).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from __future__ import annotations
 import errno
 import functools
 import hashlib
-import io
 import json
 import os
 import random
@@ -46,145 +46,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from seqtool.data.tokenizer import EOS, PAD, Tokenizer
+from seqtool.data.chunks import chunked
+from seqtool.data.streams import ParallelFiles, iter_lines, train_files
+from seqtool.data.tokenizer import Tokenizer
 from seqtool.errors import DataError
 
 if TYPE_CHECKING:
-    from torch import Tensor
-
     from seqtool.config import TokenizerConfig
     from seqtool.data.parallel import Pair
 
+__all__ = ["ParallelFiles", "TokenStore", "iter_lines", "token_store", "train_files",
+           "train_pair_tokenizers"]  # the reading side is data/streams.py's, named here too
+
 STORE_VERSION = "1"  # bump when the layout or a tokenizer's encoding changes
 CHUNK_PAIRS = 8192  # pairs per task sent to a worker
-READ_CHARS = 1 << 20  # characters decoded at a time
 _DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
-
-
-# --------------------------------------------------------------------------- reading
-def iter_lines(path: str | Path, gz: bool = False, what: str = "file") -> Iterator[str]:
-    """The lines of a UTF-8 text file (gzip-compressed with `gz`), streamed: exactly
-    the lines `read_lines` (str.splitlines, a leading BOM dropped) returns, in 1 MiB
-    pieces. Raises read_lines' DataError for a missing, empty, binary or non-UTF-8 file."""
-    import gzip
-
-    from seqtool.data.text import read_lines
-
-    p = Path(path)
-    if not p.is_file() or p.stat().st_size == 0:
-        read_lines(p, what)  # the precise error
-    raw: Any = gzip.open(p, "rb") if gz else open(p, "rb")
-    with raw:
-        head = raw.read(1 << 20)
-        if b"\x00" in head:
-            raise DataError(f"{what} looks binary (NUL bytes): {p}", "give a UTF-8 text file")
-        if not head.strip() and len(head) < (1 << 20):
-            raise DataError(f"{what} is empty: {p}", "give a file with text in it")
-        text = io.TextIOWrapper(io.BufferedReader(_Prefixed(head, raw)),
-                                encoding="utf-8" if gz else "utf-8-sig", newline="")
-        carry = ""
-        try:
-            for chunk in iter(lambda: text.read(READ_CHARS), ""):
-                parts = (carry + chunk).splitlines(keepends=True)
-                carry = ""
-                last = parts[-1] if parts else ""
-                if last and (last.endswith("\r") or last.splitlines()[0] == last):
-                    carry = parts.pop()  # unfinished, or the first half of a \r\n
-                for part in parts:
-                    yield part.splitlines()[0]
-        except UnicodeDecodeError:
-            if not gz:
-                read_lines(p, what)  # the precise error (line, byte)
-            raise DataError(f"{what} is not UTF-8: {p}", "convert it to UTF-8") from None
-        if carry:
-            yield carry.splitlines()[0]
-
-
-class _Prefixed(io.RawIOBase):
-    """A binary stream with `head` (already read) put back in front."""
-
-    def __init__(self, head: bytes, rest: Any) -> None:
-        self.head, self.rest = head, rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf: Any) -> int:
-        if self.head:
-            n = min(len(buf), len(self.head))
-            buf[:n], self.head = self.head[:n], self.head[n:]
-            return n
-        data = self.rest.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)
-
-
-@dataclass(frozen=True)
-class ParallelFiles:
-    """The two line-aligned files of a training split (gzip-compressed with `gz`)."""
-
-    src: Path
-    tgt: Path
-    gz: bool = False
-
-    def pairs(self, counts: dict[str, int] | None = None) -> Iterator[tuple[str, str]]:
-        """Aligned (source, target) lines, pairs with an empty side dropped (counted in
-        counts["skipped"]), as parallel.align_lines does, streamed."""
-        counts = counts if counts is not None else {}
-        counts["skipped"] = counts["pairs"] = 0
-        src = iter_lines(self.src, self.gz, "source file")
-        tgt = iter_lines(self.tgt, self.gz, "target file")
-        n_src = n_tgt = 0
-        for s in src:
-            n_src += 1
-            t = next(tgt, None)
-            if t is None:
-                break
-            n_tgt += 1
-            if s.strip() and t.strip():
-                counts["pairs"] += 1
-                yield s, t
-            else:
-                counts["skipped"] += 1
-        n_src += sum(1 for _ in src)
-        n_tgt += sum(1 for _ in tgt)
-        if n_src != n_tgt:
-            raise DataError(f"parallel files are not aligned: {self.src} has {n_src} lines, "
-                            f"{self.tgt} has {n_tgt}",
-                            "each source line needs its translation on the same line of the "
-                            "target file")
-        if not counts["pairs"]:
-            raise DataError(f"no sentence pairs in {self.src} / {self.tgt} (every pair has an "
-                            "empty side)", "give files with text on the same lines")
-
-    def content_hash(self) -> str:
-        from seqtool.data.corpora import sha256_file
-
-        return f"{sha256_file(self.src)}:{sha256_file(self.tgt)}"
-
-
-def train_files(data: Any) -> ParallelFiles:
-    """The training files of a DataConfig: --train-src/--train-tgt, or the corpus's
-    train split (checked as parallel.corpus_pairs checks it)."""
-    from seqtool.data.corpora import get_info, split_paths
-    from seqtool.data.parallel import corpus_pairs, translation_split
-    from seqtool.errors import ConfigError
-
-    if data.train_src or data.train_tgt:
-        if not (data.train_src and data.train_tgt):
-            translation_split(data, "train")  # the error for one missing side
-        return ParallelFiles(Path(data.train_src), Path(data.train_tgt))
-    if not data.corpus:
-        translation_split(data, "train")  # raises "no train data"
-    info = get_info(data.corpus)
-    if not data.src_lang or not data.tgt_lang or data.src_lang == data.tgt_lang \
-            or not {data.src_lang, data.tgt_lang} <= set(info.languages) \
-            or info.format not in ("parallel", "parallel-gz"):
-        corpus_pairs(data.corpus, "train", data.src_lang, data.tgt_lang)  # raises
-        raise ConfigError(f"{data.corpus} cannot be used for translation", "")
-    (src,), (tgt,) = (split_paths(data.corpus, "train", lang)
-                      for lang in (data.src_lang, data.tgt_lang))
-    return ParallelFiles(src, tgt, info.format == "parallel-gz")
 
 
 # --------------------------------------------------------------------------- tokenizers
@@ -201,7 +77,7 @@ def train_pair_tokenizers(tc: TokenizerConfig, shared: bool, files: ParallelFile
         tgt_c = src_c if shared else Counter()
         low = tc.lowercase
         count = functools.partial(count_chunk, lowercase=low)
-        for a, b in parallel_map(count, _chunks(files.pairs(), CHUNK_PAIRS), (), workers):
+        for a, b in parallel_map(count, chunked(files.pairs(), CHUNK_PAIRS), (), workers):
             src_c.update(a)
             tgt_c.update(b)
         src = WordTokenizer.from_counts(src_c, tc.min_freq, tc.max_vocab, low)
@@ -335,17 +211,6 @@ def encode_chunk(chunk: list[tuple[str, str]], src_tok: Tokenizer, tgt_tok: Toke
             np.array(t_len, i32))
 
 
-def _chunks(pairs: Iterator[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
-    chunk: list[tuple[str, str]] = []
-    for pair in pairs:
-        chunk.append(pair)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def is_disk_full(exc: OSError) -> bool:
     return exc.errno in _DISK_FULL
 
@@ -465,7 +330,7 @@ def _write(tmp: Path, files: ParallelFiles, toks: tuple[Tokenizer, Tokenizer], w
     handles = [open(tmp / n, "wb") for n in names]
     n = src_tokens = tgt_tokens = max_src = max_tgt = 0
     try:
-        chunks = _chunks(files.pairs(counts), CHUNK_PAIRS)
+        chunks = chunked(files.pairs(counts), CHUNK_PAIRS)
         for arrays in parallel_map(encode_chunk, chunks, toks, workers):
             for fh, arr in zip(handles, arrays, strict=True):
                 fh.write(arr.tobytes())
@@ -498,106 +363,3 @@ def _write(tmp: Path, files: ParallelFiles, toks: tuple[Tokenizer, Tokenizer], w
             "dropped_unencodable": counts["pairs"] - n, "src_tokens": src_tokens,
             "tgt_tokens": tgt_tokens, "max_src_len": max_src, "max_tgt_len": max_tgt,
             "workers": workers}
-
-
-# --------------------------------------------------------------------------- batches
-def store_bucket_batches(src_len: np.ndarray, tgt_len: np.ndarray, batch_size: int,
-                         seed: int, epoch: int, pool_batches: int = 100
-                         ) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """buckets.bucket_batches on length arrays: (the epoch's order of pair indices,
-    the batches as (start, end) slices of it, in training order). The same batches
-    for the same seed and epoch: the same generator draws, and a stable sort by
-    (target, source) length inside each pool."""
-    import torch
-
-    n = len(tgt_len)
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    perm = torch.randperm(n, generator=g).numpy().astype(np.int32 if n < 2**31 else np.int64)
-    pool = batch_size * pool_batches
-    spans = []
-    for i in range(0, n, pool):
-        chunk = perm[i: i + pool]
-        perm[i: i + pool] = chunk[np.lexsort((src_len[chunk], tgt_len[chunk]))]
-        spans += [(k, min(k + batch_size, i + len(chunk)))
-                  for k in range(i, i + len(chunk), batch_size)]
-    order = torch.randperm(len(spans), generator=g).tolist()
-    return perm, [spans[o] for o in order]
-
-
-def gather_batch(store: TokenStore, idx: np.ndarray) -> dict[str, Tensor]:
-    """parallel.pad_batch of the store's pairs `idx`, built from the offsets."""
-    import torch
-
-    out = {}
-    for side, eos in (("src", 0), ("tgt", 1)):
-        ids, off = store.array(f"{side}.ids"), store.array(f"{side}.off")
-        starts, ends = off[idx], off[idx + 1]
-        lengths = (ends - starts).astype(np.int64)
-        arr = np.full((int(lengths.max()) + eos, len(idx)), PAD, np.int64)  # (S, B)
-        for b, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
-            arr[: e - s, b] = ids[s:e]
-            if eos:
-                arr[e - s, b] = EOS
-        out[side] = torch.from_numpy(arr)
-        out[f"{side}_len"] = torch.from_numpy(lengths + eos)
-    out["src_mask"] = out["src"] != PAD
-    return {k: out[k] for k in ("src", "src_len", "src_mask", "tgt", "tgt_len")}
-
-
-@dataclass
-class StoreParallelData:
-    """ParallelData with the training pairs in a TokenStore: the same Trainer
-    interface and, for a seed, the same batches; validation pairs stay in memory."""
-
-    store: TokenStore
-    valid: list[Pair]
-    batch_size: int
-    seed: int = 1234
-    pool_batches: int = 100
-    eval_batch_size: int = 0  # 0 = batch_size
-    metric: str = "valid_ppl"
-    higher_is_better: bool = False
-    rank: int = 0  # this process's share of the epoch's batches (shard)
-    world: int = 1
-
-    def __post_init__(self) -> None:
-        if not len(self.store) or not self.valid:
-            raise DataError("no training or no validation sentence pairs",
-                            "check the parallel files")
-
-    def steps_per_epoch(self) -> int:
-        return -(-len(self.store) // self.batch_size) // self.world
-
-    def shard(self, rank: int, world: int) -> StoreParallelData:
-        """Rank `rank` of `world`'s share, as BucketedData.shard: batches of
-        batch_size / world from the same seeded generator on every rank, dealt
-        round-robin (the epoch's last len % world batches dropped)."""
-        from seqtool.data.buckets import dealt_share
-
-        return dealt_share(self, rank, world)
-
-    def tokens_per_epoch(self) -> int:
-        """Target tokens predicted per epoch (EOS included)."""
-        return int(self.store.meta["tgt_tokens"]) + len(self.store)
-
-    def batch_indices(self, epoch: int) -> Iterator[np.ndarray]:
-        """Pair indices of each training batch of `epoch`, in order."""
-        perm, spans = store_bucket_batches(self.store.array("src.len"),
-                                           self.store.array("tgt.len"), self.batch_size,
-                                           self.seed, epoch, self.pool_batches)
-        self.store.release()
-        from seqtool.distributed import deal
-
-        for a, b in deal(spans, self.rank, self.world):
-            yield perm[a:b]
-
-    def train_batches(self, epoch: int) -> Iterator[dict[str, Tensor]]:
-        for idx in self.batch_indices(epoch):
-            batch = gather_batch(self.store, idx)
-            self.store.release()
-            yield batch
-
-    def valid_batches(self) -> Iterator[dict[str, Tensor]]:
-        from seqtool.data.parallel import batches_in_order
-
-        return batches_in_order(self.valid, self.eval_batch_size or self.batch_size)

@@ -34,3 +34,29 @@ def detach_nested(state: Any) -> Any:
     if isinstance(state, (tuple, list)):
         return type(state)(detach_nested(s) for s in state)
     return {k: detach_nested(v) for k, v in state.items()}
+
+
+def carry_structure(carry: Any) -> Any:
+    """A nested carry's shape without its tensors (JSON: None, "t" or lists), for
+    last/; rebuild_carry puts flatten_carry's tensors back into it."""
+    if carry is None:
+        return None
+    if isinstance(carry, Tensor):
+        return "t"
+    return [carry_structure(c) for c in carry]
+
+
+def rebuild_carry(structure: Any, flat: list[Tensor]) -> Any:
+    if structure is None:
+        return None
+    if structure == "t":
+        return flat.pop(0)
+    return tuple(rebuild_carry(s, flat) for s in structure)
+
+
+def flatten_carry(carry: Any) -> list[Tensor]:
+    if carry is None:
+        return []
+    if isinstance(carry, Tensor):
+        return [carry]
+    return [t for c in carry for t in flatten_carry(c)]
