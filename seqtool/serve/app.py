@@ -21,15 +21,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
-from starlette.exceptions import HTTPException
 
 from seqtool.config import ChatSettings, PredictConfig, SamplingConfig
 from seqtool.errors import SeqtoolError, did_you_mean
 from seqtool.loading import KIND_NAMES
 from seqtool.serve.batcher import Batcher, Busy
+from seqtool.serve.errors import ApiError, error_body, install_error_handlers
 from seqtool.serve.models import Served
 from seqtool.serve.schemas import (ChatRequest, GenerateRequest, PredictRequest,
                                    SessionRequest, TranslateRequest)
@@ -49,16 +48,6 @@ class Limits:
     max_body: int = 1_000_000  # bytes of a request body
     session_ttl_s: float = 1800.0  # a chat session idle this long is forgotten
     max_sessions: int = 1000  # chat sessions open at once
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.hint = status, message, hint
-
-
-def error_body(status: int, message: str, hint: str | None = None) -> dict[str, Any]:
-    return {"error": message, "hint": hint, "status": status}
 
 
 class Server:
@@ -176,54 +165,12 @@ def create_app(models: dict[str, Served], limits: Limits | None = None) -> FastA
                   description="Next-word prediction, generation, translation and chat "
                               "with seqtool's recurrent models.")
     app.state.server = server
-    _errors(app, server.limits)
+    install_error_handlers(app, server.limits.max_body)
     _info_routes(app, server)
     _lm_routes(app, server)
     _translate_routes(app, server)
     _chat_routes(app, server)
     return app
-
-
-def _errors(app: FastAPI, limits: Limits) -> None:
-    @app.middleware("http")
-    async def body_limit(request: Request, call_next: Any) -> Any:
-        size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > limits.max_body:
-            return JSONResponse(error_body(413, f"the request body has {int(size):,} bytes; "
-                                           f"the limit is {limits.max_body:,}",
-                                           "send less in one request"), 413)
-        return await call_next(request)
-
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.status, exc.message, exc.hint), exc.status)
-
-    @app.exception_handler(SeqtoolError)
-    async def seqtool_error(request: Request, exc: SeqtoolError) -> JSONResponse:
-        return JSONResponse(error_body(422, exc.message, exc.hint), 422)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
-        if first.get("type") == "json_invalid":
-            return JSONResponse(error_body(400, "the body is not valid JSON",
-                                           "send a JSON object"), 400)
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        return JSONResponse(error_body(422, f"{where}: {first.get('msg')}{more}",
-                                       "see the request shapes at /openapi.json"), 422)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        hint = "see the endpoints at /openapi.json" if exc.status_code in (404, 405) else None
-        return JSONResponse(error_body(exc.status_code, str(exc.detail), hint),
-                            exc.status_code)
-
-    @app.exception_handler(Exception)
-    async def internal(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(error_body(500, f"internal error ({type(exc).__name__})",
-                                       "this is a bug in seqtool: please report it"), 500)
 
 
 def _info_routes(app: FastAPI, server: Server) -> None:
