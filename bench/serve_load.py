@@ -1,20 +1,24 @@
 """Load on `seqtool serve`: N concurrent clients on the loopback interface sending
 translation requests (one Multi30k validation sentence each, shipped de->en
-model, its default beam) for a fixed time, against the server with batching and
-against the same server answering one request at a time (--max-batch 1
---batch-window 0); then the same for chat sessions (each client its own
-session, one turn per request, the shipped chat model). Requests/s, p50/p99
-latency, and the server's peak RSS (VmHWM) with every shipped model loaded.
-Last, the ceiling: the model alone in this process (translate_batch, no server),
-the same sentences one at a time and in batches of N.
+model, its default beam), to the server with batching and to the same server
+answering one request at a time (--max-batch 1 --batch-window 0), both running,
+in alternating rounds; then chat sessions (each client its own session, one turn
+per request, the shipped chat model). Requests/s, p50/p99 latency, and each
+server's peak RSS (VmHWM) with every shipped model loaded. Last, the ceiling:
+the model alone in this process (translate_batch, no server), the same
+sentences one at a time and in batches of N.
 
     targets: 16 clients: translate throughput >= 3x the one-at-a-time rate; p99
              reported; peak RSS < 1 GB for the shipped models
 
-Bounded: at most 64 clients, --seconds per phase (default 25; 4 phases plus
-server starts: about 2-3 minutes), loopback only.
+The translation load comes from wrk where it is installed (apt-get install wrk:
+a C client, see load_wrk), else from httpx in this process; chat always from
+httpx (it follows the session ids). Bounded: at most 64 clients, --rounds x 2 x
+--seconds of translation load (default 6 x 2 x 10 s) plus 15 s of chat and the
+server starts: about 3-4 minutes; loopback only.
 
-    .venv/bin/python bench/serve_load.py [--clients 16] [--seconds 25] [--threads 2]
+    .venv/bin/python bench/serve_load.py [--clients 16] [--seconds 10] [--rounds 6]
+                                         [--threads 2] [--client wrk|httpx]
                                          [--corpus ../shared/corpora/multi30k] [--quick]
 """
 
@@ -25,9 +29,11 @@ import asyncio
 import gzip
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -93,10 +99,55 @@ async def load(url: str, clients: int, seconds: float, make: Any) -> dict[str, A
         t0 = time.perf_counter()
         await asyncio.gather(*(client(c, http) for c in range(clients)))
         wall = time.perf_counter() - t0
-    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
-    return {"clients": clients, "requests": len(latencies), "errors": errors,
-            "wall_s": round(wall, 2), "requests_per_s": len(latencies) / wall,
-            "p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * q[98]}
+    return summary([latencies], errors, wall, clients)
+
+
+WRK_SCRIPT = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+bodies = {%s}
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format(nil, nil, nil, bodies[(i %% #bodies) + 1])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("WRK %%d %%d %%d %%d %%d\\n", summary.requests,
+    e.status + e.connect + e.read + e.write + e.timeout, summary.duration,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def load_wrk(url: str, clients: int, seconds: float, bodies: list[dict[str, Any]],
+             tmp: Path) -> dict[str, Any]:
+    """The same closed loop as `load` (each connection sends its next request when
+    the answer came), driven by wrk: its C client spends microseconds per request
+    where httpx spends about 1.8 ms of this machine's 2 cores (measured against a
+    server answering at once), which at 90 requests/s is a sixth of a core taken
+    from the server under test."""
+    script = tmp / "post.lua"
+    script.write_text(WRK_SCRIPT % ", ".join(
+        "[==[" + json.dumps(b, ensure_ascii=False) + "]==]" for b in bodies), "utf-8")
+    out = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{seconds:g}s",
+                          f"--timeout={max(10, int(seconds) * 2)}s", "-s", str(script),
+                          url + "/translate"], capture_output=True, text=True, check=True)
+    line = next(x for x in out.stdout.splitlines() if x.startswith("WRK "))
+    requests, errors, duration_us, p50_us, p99_us = map(int, line.split()[1:])
+    wall = duration_us / 1e6
+    return {"clients": clients, "requests": requests, "errors": errors,
+            "wall_s": round(wall, 2), "requests_per_s": requests / wall,
+            "p50_ms": p50_us / 1000, "p99_ms": p99_us / 1000}
+
+
+def summary(latencies: list[list[float]], errors: int, wall: float, clients: int
+            ) -> dict[str, Any]:
+    every = [x for part in latencies for x in part]
+    q = statistics.quantiles(every, n=100) if len(every) > 1 else every * 99
+    return {"clients": clients, "requests": len(every), "errors": errors,
+            "wall_s": round(wall, 2), "requests_per_s": len(every) / wall,
+            "p50_ms": 1000 * statistics.median(every), "p99_ms": 1000 * q[98],
+            "latencies": every}
 
 
 def sentences(corpus: Path, n: int) -> list[str]:
@@ -104,23 +155,65 @@ def sentences(corpus: Path, n: int) -> list[str]:
         return [line.strip() for _, line in zip(range(n), f, strict=False)]
 
 
-def translate_phase(args: argparse.Namespace, src: list[str], flags: list[str]
-                    ) -> dict[str, Any]:
+def translate_phases(args: argparse.Namespace, src: list[str]) -> dict[str, Any]:
+    """The batching server against the one-at-a-time server, both running, in
+    alternating rounds (ABBA...): the machine's speed drifts by up to 2x over
+    minutes here, so each round's ratio compares two neighbouring stretches of time,
+    and the figure is the median of those ratios."""
     import httpx
 
-    p, url = start(args, *flags)
+    flags = {"batched": ["--max-batch", str(args.max_batch), "--batch-window",
+                         str(args.window_ms)],
+             "one_at_a_time": ["--max-batch", "1", "--batch-window", "0"]}
+    servers = {name: start(args, *f) for name, f in flags.items()}
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
     try:
-        httpx.post(url + "/translate", json={"model": "translate-de-en", "texts": src[:8]},
-                   timeout=120)  # warm up
-        res = asyncio.run(load(url, args.clients, args.seconds, lambda c, i, s: (
-            "/translate", {"model": "translate-de-en",
-                           "text": src[(c * 37 + i) % len(src)]})))
-        res["batches"] = httpx.get(url + "/health").json()["batches"]["translate"]
-        res["peak_rss_mb"] = peak_rss_mb(p.pid)
+        for _, url in servers.values():  # warm up
+            httpx.post(url + "/translate", json={"model": "translate-de-en",
+                                                 "texts": src[:8]}, timeout=120)
+        bodies = [{"model": "translate-de-en", "text": text} for text in src]
+        for r in range(args.rounds):
+            order = list(servers) if r % 2 == 0 else list(reversed(servers))
+            for name in order:
+                url = servers[name][1]
+                rounds[name].append(
+                    load_wrk(url, args.clients, args.seconds, bodies, args.tmp)
+                    if args.client == "wrk" else asyncio.run(load(
+                        url, args.clients, args.seconds, lambda c, i, s: (
+                            "/translate", bodies[(c * 37 + i) % len(bodies)]))))
+        out: dict[str, Any] = {}
+        for name, (p, url) in servers.items():
+            res = _pooled(rounds[name], args.clients)
+            res["rounds_requests_per_s"] = [round(x["requests_per_s"], 2) for x in rounds[name]]
+            res["batches"] = httpx.get(url + "/health").json()["batches"]["translate"]
+            res["peak_rss_mb"] = peak_rss_mb(p.pid)
+            out[name] = res
     finally:
-        p.terminate()
-        p.wait(30)
-    return res
+        for p, _ in servers.values():
+            p.terminate()
+            p.wait(30)
+    ratios = [a / b for a, b in zip(out["batched"]["rounds_requests_per_s"],
+                                    out["one_at_a_time"]["rounds_requests_per_s"], strict=True)]
+    out["round_ratios"] = [round(x, 2) for x in ratios]
+    out["ratio_median"] = statistics.median(ratios)
+    return out
+
+
+def _pooled(rounds: list[dict[str, Any]], clients: int) -> dict[str, Any]:
+    """One mode's rounds together: requests/s over all rounds; p50/p99 over every
+    request (httpx) or the median of the rounds' (wrk reports percentiles only)."""
+    if all("latencies" in x for x in rounds):
+        res = summary([x.pop("latencies") for x in rounds], sum(x["errors"] for x in rounds),
+                      sum(x["wall_s"] for x in rounds), clients)
+        res.pop("latencies")
+        return res
+    wall = sum(x["wall_s"] for x in rounds)
+    requests = sum(x["requests"] for x in rounds)
+    return {"clients": clients, "requests": requests,
+            "errors": sum(x["errors"] for x in rounds), "wall_s": round(wall, 2),
+            "requests_per_s": requests / wall,
+            "p50_ms": statistics.median(x["p50_ms"] for x in rounds),
+            "p99_ms": statistics.median(x["p99_ms"] for x in rounds)}
 
 
 def model_phase(args: argparse.Namespace, src: list[str]) -> dict[str, Any]:
@@ -157,6 +250,7 @@ def chat_phase(args: argparse.Namespace) -> dict[str, Any]:
     try:
         many = asyncio.run(load(url, args.clients, args.seconds, turn))
         one = asyncio.run(load(url, 1, args.seconds / 2, turn))
+        many.pop("latencies"), one.pop("latencies")
         many["peak_rss_mb"] = peak_rss_mb(p.pid)
     finally:
         p.terminate()
@@ -168,28 +262,37 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", type=int, default=16, help=f"concurrent clients (<= "
                     f"{MAX_CLIENTS})")
-    ap.add_argument("--seconds", type=float, default=25.0, help="length of each phase")
+    ap.add_argument("--seconds", type=float, default=10.0, help="length of each round")
+    ap.add_argument("--rounds", type=int, default=6, help="translate rounds per server "
+                    "(alternating)")
     ap.add_argument("--threads", type=int, default=2, help="the server's torch threads")
     ap.add_argument("--max-batch", type=int, default=32, help="the batching server's batch")
     ap.add_argument("--window-ms", type=float, default=5.0, help="its wait window")
     ap.add_argument("--corpus", type=Path, default=CORPUS, help="multi30k corpus folder")
-    ap.add_argument("--quick", action="store_true", help="4 clients, 5 s phases")
+    ap.add_argument("--client", choices=("wrk", "httpx"), default=None,
+                    help="translate load generator (default: wrk where installed, "
+                         "apt-get install wrk)")
+    ap.add_argument("--quick", action="store_true", help="4 clients, 3 s rounds")
     args = ap.parse_args(argv)
     if args.quick:
-        args.clients, args.seconds = 4, 5.0
+        args.clients, args.seconds, args.rounds = 4, 3.0, 2
     args.clients = max(1, min(args.clients, MAX_CLIENTS))
     args.seconds = max(1.0, min(args.seconds, 60.0))
+    args.rounds = max(1, min(args.rounds, 20))
+    args.client = args.client or ("wrk" if shutil.which("wrk") else "httpx")
+    args.tmp = Path(tempfile.mkdtemp(prefix="serve_load_"))
     src = sentences(args.corpus, 500)
-    batched = translate_phase(args, src, ["--max-batch", str(args.max_batch),
-                                          "--batch-window", str(args.window_ms)])
-    single = translate_phase(args, src, ["--max-batch", "1", "--batch-window", "0"])
+    phases = translate_phases(args, src)
+    batched, single = phases["batched"], phases["one_at_a_time"]
     chat = chat_phase(args)
     alone = model_phase(args, src)
-    ratio = batched["requests_per_s"] / single["requests_per_s"]
+    ratio = phases["ratio_median"]
     peak = max(batched["peak_rss_mb"], single["peak_rss_mb"], chat["many"]["peak_rss_mb"])
     result = {"machine": machine_info(), "clients": args.clients, "seconds": args.seconds,
-              "threads": args.threads, "translate_batched": batched,
-              "translate_one_at_a_time": single, "speedup": ratio, "chat": chat,
+              "threads": args.threads, "rounds": args.rounds, "client": args.client,
+              "translate_batched": batched,
+              "translate_one_at_a_time": single, "round_ratios": phases["round_ratios"],
+              "speedup": ratio, "chat": chat,
               "model_alone": alone,
               "peak_rss_mb": peak, "targets": {"speedup>=3": ratio >= 3,
                                                "peak_rss<1GB": peak < 1024}}
@@ -201,8 +304,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             ("chat, 1 session", chat["one"]))]
     print(markdown_table(["server", "clients", "requests", "errors", "requests/s",
                           "p50 ms", "p99 ms", "peak RSS MB"], rows))
-    print(f"\nbatched / one at a time: {ratio:.2f}x (batches: mean "
-          f"{batched['batches']['mean']} sentences, largest {batched['batches']['largest']})")
+    print(f"\nbatched / one at a time: {ratio:.2f}x, the median of {args.rounds} alternating "
+          f"rounds ({', '.join(f'{x:.2f}' for x in phases['round_ratios'])}); batches: mean "
+          f"{batched['batches']['mean']} sentences, largest {batched['batches']['largest']}")
     print(f"the model alone (no server), 64 sentences: "
           f"{alone['batch_1_sentences_per_s']:.1f} sentences/s one at a time, "
           f"{alone[f'batch_{args.clients}_sentences_per_s']:.1f} in batches of {args.clients} "

@@ -197,7 +197,9 @@ def test_reorder_selects_and_duplicates_rows(name):
         lp_re, state_re = model.step(nxt[index], model.reorder(state, index))
     assert torch.allclose(lp_re, lp_all[index], atol=1e-6)
     if "attn" in state_re:
-        assert state_re["memory"].shape[1] == 4 and state_re["attn"].shape[0] == 4
+        rows = (state_re["memory"].shape[1] if "memory" in state_re
+                else state_re["mem_b"].shape[0])  # the fused step's layout: (rows, S, K)
+        assert rows == 4 and state_re["attn"].shape[0] == 4
 
 
 def test_label_smoothing():

@@ -261,6 +261,36 @@ def test_cli_serves_and_stops_on_ctrl_c(runs):
     assert "Traceback" not in err
 
 
+def test_models_load_and_run_in_the_one_model_thread(runs, monkeypatch):
+    """torch is called from one thread only (serve/worker.py): the command loads the
+    models in the thread the server's model calls then run in."""
+    import threading
+
+    import seqtool.serve.models as served_models
+    import seqtool.serve.runner as runner
+    from cli_runner import run_cli
+    from seqtool.serve.worker import in_model_thread, model_thread
+
+    seen: dict[str, object] = {}
+    load = served_models.load_models
+
+    def loading(*args):
+        seen["load"] = threading.get_ident()
+        return load(*args)
+
+    def serving(app, bound, on_ready=None):
+        seen["executor"] = app.state.server.executor
+        bound.sock.close()
+
+    monkeypatch.setattr(served_models, "load_models", loading)
+    monkeypatch.setattr(runner, "run", serving)
+    res = run_cli("serve", "--model", str(runs["lm"]), "--port", "0", "--json")
+    assert res.code == 0, res.err
+    model_ident = in_model_thread(threading.get_ident)
+    assert seen["load"] == model_ident != threading.get_ident()
+    assert seen["executor"] is model_thread()
+
+
 def test_cli_bad_model_and_port_are_one_error_line(runs):
     p = start_server("--model", "nonexistent-model")
     _, err = p.communicate(timeout=60)

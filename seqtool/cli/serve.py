@@ -53,7 +53,7 @@ def serve_cmd(specs: tuple[str, ...], host: str, port: int, max_batch: int, wind
       seqtool serve --quantize int8
     """
     from seqtool.errors import ConfigError
-    from seqtool.runtime import set_threads
+    from seqtool.runtime import keep_freed_memory, set_threads
 
     try:
         from seqtool.serve.app import Limits, create_app
@@ -65,8 +65,13 @@ def serve_cmd(specs: tuple[str, ...], host: str, port: int, max_batch: int, wind
     from seqtool.console.serve import render_serving
     from seqtool.serve.models import load_models
 
-    set_threads(threads)
-    models = load_models(list(specs), resolve_device(device, quantize), quantize)
+    from seqtool.serve.worker import in_model_thread
+
+    # torch runs in one thread only, the model thread (serve/worker.py says why)
+    in_model_thread(set_threads, threads)
+    keep_freed_memory()  # a batch's large buffers are reused, not page-faulted (runtime.py)
+    models = in_model_thread(load_models, list(specs), resolve_device(device, quantize),
+                             quantize)
     limits = Limits(window_ms=window_ms, max_batch=max_batch, timeout_s=timeout_s,
                     max_chars=max_chars, session_ttl_s=ttl_s, max_sessions=max_sessions)
     app = create_app(models, limits)

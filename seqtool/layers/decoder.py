@@ -42,12 +42,13 @@ from torch import Tensor, nn
 from seqtool.layers.attention import make_attention
 from seqtool.layers.encoder import Encoded
 from seqtool.layers.fused_decoder import fusable, fused_forward
+from seqtool.layers.fused_step import for_decoding, fused_step
 from seqtool.layers.rnn import FastDropout, fast_dropout, make_rnn
 from seqtool.layers.state import reorder_nested
 
 STATE_BATCH_DIM = {"memory": 1, "keys": 1, "mask": 1, "summary": 0, "hidden": 1,
-                   "feed": 0, "attn": 0}
-PER_SOURCE = ("memory", "keys", "mask", "summary")  # equal across the rows of one source
+                   "feed": 0, "attn": 0, "mem_b": 0}
+PER_SOURCE = ("memory", "keys", "mask", "summary", "mem_b")  # equal within one source
 BRIDGES = ("last", "linear", "none")
 
 _CELLS = {"GRU": torch.gru_cell, "RNN_TANH": torch.rnn_tanh_cell,
@@ -148,8 +149,15 @@ class RecurrentDecoder(nn.Module):
         return torch.tanh(self.combine(self.drop(torch.cat(parts, -1)))), weights
 
     # --- running -----------------------------------------------------------------
+    def for_decoding(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The state from init_state in the layout its decoding steps run fastest in
+        (layers/fused_step.py; the state itself where that does not apply)."""
+        return for_decoding(self, state)
+
     def step(self, emb: Tensor, state: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
         """emb (B, E) of the previous tokens -> output (B, output_size), new state."""
+        if "mem_b" in state:  # the decode layout (for_decoding)
+            return fused_step(self, emb, state)
         parts = [emb]
         if self.feeding:
             parts.append(state["feed"])

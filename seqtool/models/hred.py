@@ -179,7 +179,7 @@ class HRED(ReordersDecoderState, SeqModel):
     def start(self, batch: dict[str, Tensor]) -> tuple[dict[str, Any], Tensor]:
         context, memory, mask = self.encode_context(batch)
         z, _ = self.latent(context, batch)
-        state = self.initial_state(context, z, memory, mask)
+        state = self.decoder.for_decoding(self.initial_state(context, z, memory, mask))
         rows = batch["ctx"].shape[2]
         return state, torch.full((rows,), BOS, dtype=torch.long, device=batch["ctx"].device)
 

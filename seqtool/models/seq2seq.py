@@ -123,7 +123,7 @@ class Seq2Seq(ReordersDecoderState, SeqModel):
 
     # --- step protocol ---------------------------------------------------------------
     def start(self, batch: dict[str, Tensor]) -> tuple[dict[str, Any], Tensor]:
-        state = self.encode(batch)
+        state = self.decoder.for_decoding(self.encode(batch))
         return state, torch.full((batch["src"].shape[1],), BOS, dtype=torch.long,
                                  device=batch["src"].device)
 

@@ -2,12 +2,13 @@
 as server-sent events), translation, chat sessions, model info, health, and the
 web page at `/`.
 
-Every model call runs in one worker thread (torch uses the cores itself; the
-chat sessions' random states and a stream's steps are never interleaved), so the
-event loop only gathers and answers. Predict, generate and translate requests go
-through a Batcher each. Errors are JSON, {"error", "hint", "status"}, with a 4xx
-status for a bad request (the table is in README "Serving"); a request past the
-time limit gets 504 and its result is dropped.
+Every model call runs in one worker thread, the one that loaded the models
+(serve/worker.py: torch uses the cores itself, and is slow when two threads call
+it; the chat sessions' random states and a stream's steps are never
+interleaved), so the event loop only gathers and answers. Predict, generate and
+translate requests go through a Batcher each. Errors are JSON, {"error", "hint",
+"status"}, with a 4xx status for a bad request (the table is in README
+"Serving"); a request past the time limit gets 504 and its result is dropped.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from seqtool.serve.models import Served
 from seqtool.serve.schemas import (ChatRequest, GenerateRequest, PredictRequest,
                                    SessionRequest, TranslateRequest)
 from seqtool.serve.sessions import SessionStore, TooManySessions, UnknownSession
+from seqtool.serve.worker import model_thread
 from seqtool.version import __version__
 
 
@@ -55,7 +56,7 @@ class Server:
 
     def __init__(self, models: dict[str, Served], limits: Limits) -> None:
         self.models, self.limits = models, limits
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="seqtool-model")
+        self.executor = model_thread()  # the one thread that calls torch (serve/worker.py)
         self.sessions = SessionStore(limits.session_ttl_s, limits.max_sessions)
         self.started = time.time()
 

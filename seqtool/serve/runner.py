@@ -48,7 +48,7 @@ def run(app: Any, bound: Bound, on_ready: Callable[[], None] | None = None) -> N
     import uvicorn
 
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                            timeout_graceful_shutdown=5)
+                            timeout_graceful_shutdown=5, proxy_headers=False)
     server = uvicorn.Server(config)
     if on_ready is not None:
         on_ready()
