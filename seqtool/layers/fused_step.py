@@ -8,11 +8,12 @@ Why: the general step (RecurrentDecoder.step) runs torch.gru_cell and the
 attention module as a chain of elementwise passes over (S, rows, A) and (S,
 rows, K) tensors; at the widths a batch of beams reaches these passes and
 products are the step's cost. Measured on the shipped de->en model (beam 5, 2
-cores, bench/decode_step.py): translate_batch 1.14x as fast with 16 sentences a
-batch and 1.24x with 32, 0.95-0.96x with 1 and 8.
+cores, bench/decode_step.py): translate_batch 1.07-1.14x as fast with 16
+sentences a batch and 1.19-1.24x with 32, 0.95-1.00x with 1 and 8.
 
 The decode layout (`for_decoding`, applied by the models' `start`): "keys" in
-fp32 (S, rows, A) and the memory as "mem_b" (rows, S, K) in fp32, whose context
+fp32 (S, rows, A) and the memory as "mem_b" (rows, S, K) in fp32 (fp64 in an fp64
+copy of the model), whose context
 sum runs over contiguous rows. The context is an elementwise product and sum,
 not a batched matrix product: in fp32 torch's bmm loops over the rows (2x
 slower here), and a bf16 product whose shape has the source length in it would
