@@ -289,6 +289,9 @@ def test_models_load_and_run_in_the_one_model_thread(runs, monkeypatch):
     model_ident = in_model_thread(threading.get_ident)
     assert seen["load"] == model_ident != threading.get_ident()
     assert seen["executor"] is model_thread()
+    from seqtool import runtime
+
+    assert runtime._malloc_set or not sys.platform.startswith("linux")  # freed memory kept
 
 
 def test_cli_bad_model_and_port_are_one_error_line(runs):
