@@ -12,14 +12,14 @@ cores, bench/decode_step.py): translate_batch 1.07-1.14x as fast with 16
 sentences a batch and 1.19-1.24x with 32, 0.95-1.00x with 1 and 8.
 
 The decode layout (`for_decoding`, applied by the models' `start`): "keys" in
-fp32 (S, rows, A) and the memory as "mem_b" (rows, S, K) in fp32 (fp64 in an fp64
-copy of the model), whose context
-sum runs over contiguous rows. The context is an elementwise product and sum,
-not a batched matrix product: in fp32 torch's bmm loops over the rows (2x
-slower here), and a bf16 product whose shape has the source length in it would
-make oneDNN build and keep a kernel for every new length (layers/attention.py,
-_no_shape_state); the bf16 products here have the row count in their shapes
-only, as the Linear layers of the general step do.
+fp32 (S, rows, A) and the memory as "mem_b" (rows, S, K) in fp32 (fp64 in an
+fp64 copy of the model), so that the context sums over contiguous rows. The
+context is an elementwise product and sum, not a batched matrix product: in
+fp32 torch's bmm loops over the rows (2x slower here), and a bf16 product whose
+shape has the source length in it would make oneDNN build and keep a kernel for
+every new length (layers/attention.py, _no_shape_state); the bf16 products here
+have the row count in their shapes only, as the Linear layers of the general
+step do.
 """
 
 from __future__ import annotations

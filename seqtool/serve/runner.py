@@ -47,6 +47,8 @@ def run(app: Any, bound: Bound, on_ready: Callable[[], None] | None = None) -> N
     re-raises Ctrl-C once the connections are closed)."""
     import uvicorn
 
+    # proxy_headers off: no X-Forwarded-For rewriting (nothing here reads the client's
+    # address, and it spares every request uvicorn's proxy-headers middleware)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                             timeout_graceful_shutdown=5, proxy_headers=False)
     server = uvicorn.Server(config)
