@@ -176,6 +176,7 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
     """
     from seqtool.console import print_json, warn
     from seqtool.loading import load_translator
+    from seqtool.runtime import keep_freed_memory
     from seqtool.translation import joins_words, search_settings
 
     flags = _search(beam_size, n_best, alpha, max_len_ratio, no_repeat_ngram, precision)
@@ -194,6 +195,8 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
 
         check_plot_target(attention_png, "--attention-png", "attention.png")
     dev = resolve_device(device, quantize)
+    if text is None:  # a stream: its batches' large buffers are reused (runtime.py)
+        keep_freed_memory()
     loaded = load_translator(model_path, src, tgt, dev, quantize)
     search = search_settings(loaded.config.search, **flags)
     join = joins_words(loaded) and not tokenized
@@ -331,6 +334,7 @@ def evaluate_translate_cmd(model_path: Path | None, corpus: str | None, split: s
     from seqtool.console import print_json
     from seqtool.console.translate import render_scores
     from seqtool.loading import load_translator
+    from seqtool.runtime import keep_freed_memory
 
     flags = _search(beam_size, n_best, alpha, max_len_ratio, no_repeat_ngram, precision)
     if batch_size < 1:
@@ -338,6 +342,7 @@ def evaluate_translate_cmd(model_path: Path | None, corpus: str | None, split: s
     if (src_file is None) != (ref_file is None):
         raise ConfigError("give both --src-file and --ref-file",
                           "the reference has the translation of each source line")
+    keep_freed_memory()  # the batches' large buffers are reused, not page-faulted (runtime.py)
     loaded = load_translator(model_path, src, tgt, resolve_device(device, quantize), quantize)
     result = evaluate_translate(loaded, corpus=corpus, split=split, src=src, tgt=tgt,
                                 src_file=src_file, ref_file=ref_file, search=flags,
