@@ -176,7 +176,6 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
     """
     from seqtool.console import print_json, warn
     from seqtool.loading import load_translator
-    from seqtool.runtime import keep_freed_memory
     from seqtool.translation import joins_words, search_settings
 
     flags = _search(beam_size, n_best, alpha, max_len_ratio, no_repeat_ngram, precision)
@@ -195,8 +194,6 @@ def translate_cmd(text: str | None, model_path: Path | None, src: str | None, tg
 
         check_plot_target(attention_png, "--attention-png", "attention.png")
     dev = resolve_device(device, quantize)
-    if text is None:  # a stream: its batches' large buffers are reused (runtime.py)
-        keep_freed_memory()
     loaded = load_translator(model_path, src, tgt, dev, quantize)
     search = search_settings(loaded.config.search, **flags)
     join = joins_words(loaded) and not tokenized
@@ -259,6 +256,10 @@ def _translate_stream(loaded: Any, search: Any, device: str, batch_size: int, as
     flushed as written (translate_lines hands them over a read-ahead block at a
     time). Returns the best translations when `keep` (for --reference)."""
     import json
+
+    from seqtool.runtime import keep_freed_memory
+
+    keep_freed_memory()  # the batches' large buffers are reused, not page-faulted (runtime.py)
 
     from seqtool.console import line_progress, warn
     from seqtool.translation import translate_lines
