@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -308,6 +308,21 @@ def _fail(exc: SeqtoolError, debug: bool) -> Any:
     rank = _rank()
     if rank and not debug and (isinstance(exc, (ConfigError, Interrupted))
                                or exc.every_rank):
-        sys.exit(exc.exit_code)  # every rank has it; rank 0 says it once
+        _exit(exc.exit_code)  # every rank has it; rank 0 says it once
     print_error(f"rank {rank}: {exc.message}" if rank else exc.message, exc.hint)
-    sys.exit(exc.exit_code)
+    _exit(exc.exit_code)
+
+
+def _exit(code: int) -> NoReturn:
+    """sys.exit; but in a torchrun rank whose process group still lives (an error
+    ended training: peers lost, a bad batch size), os._exit once the output is
+    flushed: with its peers gone, the group's C++ teardown at interpreter exit can
+    abort ("terminate called without an active exception", exit -6 instead of 2;
+    seen in tests/test_distributed.py). Nothing is left to write by then: the
+    checkpoints are written atomically before any collective can fail."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
