@@ -1,9 +1,10 @@
 """Scores: sacrebleu BLEU and chrF (with their signatures, so a number can be
-reproduced) of lines against references, perplexity, distinct-n for generated
+reproduced) of lines against references, the loss and perplexity of a model
+over batches (evaluate_loss: validation, evaluation, the lab), distinct-n for generated
 text, and the word-vector benchmarks (WordSim-353 correlation, Google analogies).
 
-sacrebleu is imported inside the functions that use it, so importing this
-module stays cheap. The signature (e.g. `nrefs:1|case:mixed|eff:no|tok:13a|
+sacrebleu and torch are imported inside the functions that use them, so
+importing this module stays cheap. The signature (e.g. `nrefs:1|case:mixed|eff:no|tok:13a|
 smooth:exp|version:2.6.0`) names everything that changes a BLEU score: always
 report it next to the number.
 """
@@ -25,6 +26,32 @@ if TYPE_CHECKING:
 # sacrebleu tokenizers by target language where 13a (made for English-like text
 # with spaces between words) would score whole sentences as one word
 _TOKENIZE_BY_LANG = {"zh": "zh", "ja": "char", "ko": "char", "th": "char"}
+
+
+def evaluate_loss(model: Any, batches: Iterable[dict[str, Any]], device: Any,
+                  precision: str = "fp32") -> dict[str, float]:
+    """Mean NLL per predicted token over `batches` (the module call, carry passed
+    along), its perplexity, the token count and the sums of the model's extra terms."""
+    import torch
+
+    from seqtool.runtime import autocast, to_device
+
+    was_training = model.training
+    model.eval()
+    total, tokens, carry = 0.0, 0, None
+    extras: dict[str, float] = {}
+    with torch.no_grad():
+        for batch in batches:
+            with autocast(device, precision):
+                res = model(to_device(batch, device), carry)  # a LossResult
+            total += float(res.loss_sum)
+            tokens += res.tokens
+            carry = res.carry
+            for k, v in res.extra.items():
+                extras[k] = extras.get(k, 0.0) + v
+    model.train(was_training)
+    nll = total / max(tokens, 1)
+    return {"loss": nll, "ppl": math.exp(min(nll, 50.0)), "tokens": tokens, **extras}
 
 
 def default_bleu_tokenize(lang: str | None) -> str:

@@ -33,7 +33,7 @@ import contextlib
 import itertools
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,31 +46,11 @@ from seqtool.distributed import SINGLE, World, signals_only_ask
 from seqtool.errors import Interrupted, TrainingError
 from seqtool.folders import uninterruptible
 from seqtool.history import METRICS_FILE, TRAIN_LOG_FILE, append_record
+from seqtool.metrics import evaluate_loss  # the validation loss (named here: tests patch it)
 from seqtool.models.base import LossResult
 from seqtool.reporting import NullReporter, Reporter, Window
 from seqtool.runtime import autocast, keep_freed_memory, to_device
 from seqtool.trainstate import Resumable, TrainerState
-
-
-@torch.no_grad()
-def evaluate_loss(model: nn.Module, batches: Iterable[dict[str, Tensor]], device: torch.device,
-                  precision: str = "fp32") -> dict[str, float]:
-    """Mean NLL per predicted token over `batches` (carry passed along)."""
-    was_training = model.training
-    model.eval()
-    total, tokens, carry = 0.0, 0, None
-    extras: dict[str, float] = {}
-    for batch in batches:
-        with autocast(device, precision):
-            res: LossResult = model(to_device(batch, device), carry)
-        total += float(res.loss_sum)
-        tokens += res.tokens
-        carry = res.carry
-        for k, v in res.extra.items():
-            extras[k] = extras.get(k, 0.0) + v
-    model.train(was_training)
-    nll = total / max(tokens, 1)
-    return {"loss": nll, "ppl": math.exp(min(nll, 50.0)), "tokens": tokens, **extras}
 
 
 class Trainer(Resumable):

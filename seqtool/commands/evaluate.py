@@ -38,7 +38,7 @@ def evaluate_lm(loaded: Any, *, corpus: str | None = None, split: str = "test",
     from seqtool.data.cache import cached_token_stream
     from seqtool.data.lm import LMData, batchify
     from seqtool.data.text import read_lines
-    from seqtool.training import evaluate_loss
+    from seqtool.metrics import evaluate_loss
 
     path = lm_text(corpus, split, file, hf_dataset)
     stream = cached_token_stream(path, loaded.tokenizer)
@@ -126,7 +126,7 @@ def evaluate_chat(loaded: Any, *, corpus: str | None = None, split: str = "test"
     from seqtool.decoding import decode
     from seqtool.metrics import bleu, bleu_tokenize_for, distinct_n
     from seqtool.runtime import to_device
-    from seqtool.training import evaluate_loss
+    from seqtool.metrics import evaluate_loss
 
     model, tok, m = loaded.model, loaded.tokenizer, loaded.config.model
     device = _device(loaded)

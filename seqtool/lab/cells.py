@@ -33,7 +33,7 @@ from seqtool.data.lm import batchify, encode_stream
 from seqtool.data.text import read_lines
 from seqtool.data.tokenizer import WordTokenizer
 from seqtool.models.lm import RNNLM, count_parameters
-from seqtool.training import evaluate_loss
+from seqtool.metrics import evaluate_loss
 
 CELLS = {"rnn": "rnn_tanh", "lstm": "lstm", "peephole": "peephole", "gru": "gru"}
 
