@@ -1,5 +1,6 @@
-"""Shared by the server's tests: tiny models they train themselves (an LM, a date
-translator with attention, a VHRED chat model), and `seqtool serve` as a process."""
+"""Shared by the server's (and the Python API's) tests: tiny models they train
+themselves (an LM, a date translator with attention, a VHRED chat model), and
+`seqtool serve` as a process."""
 
 from __future__ import annotations
 
@@ -23,6 +24,18 @@ def write_lines(path: Path, lines: list[str]) -> Path:
     return path
 
 
+def train_date_translator(root: Path, out: Path) -> Path:
+    """The translate-tiny preset trained into `out` on free-form dates -> ISO dates,
+    character by character (seqtool.data.toy; the files go into `root`)."""
+    files = {}
+    for name, n, seed in (("train", 320, 1), ("valid", 24, 2)):
+        pairs = [(chars(s), chars(t)) for s, t in date_pairs(n, seed=seed)]
+        files[f"{name}_src"] = write_lines(root / f"{name}.src", [s for s, _ in pairs])
+        files[f"{name}_tgt"] = write_lines(root / f"{name}.tgt", [t for _, t in pairs])
+    seqtool.train("translate-tiny", out=out, data=files, device="cpu")
+    return out
+
+
 def train_tiny(root: Path) -> dict[str, Path]:
     """A tiny LM, date translator (with attention) and VHRED chat model."""
     lines = [SENTENCES[i % len(SENTENCES)] for i in range(60)]
@@ -31,12 +44,7 @@ def train_tiny(root: Path) -> dict[str, Path]:
                         "valid_file": write_lines(root / "lm-valid.txt", lines[3:23])},
                   model={"emb_dim": 16, "hidden": 16},
                   train={"epochs": 4, "batch_size": 4, "bptt": 8, "lr": 0.02})
-    files = {}
-    for name, n, seed in (("train", 320, 1), ("valid", 24, 2)):
-        pairs = [(chars(s), chars(t)) for s, t in date_pairs(n, seed=seed)]
-        files[f"{name}_src"] = write_lines(root / f"{name}.src", [s for s, _ in pairs])
-        files[f"{name}_tgt"] = write_lines(root / f"{name}.tgt", [t for _, t in pairs])
-    seqtool.train("translate-tiny", out=root / "mt", data=files, device="cpu")
+    train_date_translator(root, root / "mt")
     rng = random.Random(1)
     dialogues = []
     for _ in range(200):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_runner import run_cli
+from serve_models import train_date_translator, write_lines
 
 import seqtool
 from seqtool.config import ChatSettings, PredictConfig, SamplingConfig
@@ -26,11 +27,6 @@ SENTENCES = ["the cat sat on the mat", "a dog ran to the red ball", "the sun is 
              "we like green tea", "my old car is slow"]
 TINY_LM = {"model": {"emb_dim": 16, "hidden": 16},
            "train": {"epochs": 4, "batch_size": 4, "bptt": 8, "lr": 0.02}}
-
-
-def write_lines(path: Path, lines: list[str]) -> Path:
-    path.write_text("".join(line + "\n" for line in lines), "utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -162,13 +158,7 @@ def test_arguments_are_checked_as_the_flags_are(lm, lm_run, tmp_path):
 @pytest.fixture(scope="module")
 def translator(tmp_path_factory) -> seqtool.Model:
     d = tmp_path_factory.mktemp("dates")
-    files = {}
-    for name, n, seed in (("train", 320, 1), ("valid", 24, 2)):
-        pairs = [(chars(s), chars(t)) for s, t in date_pairs(n, seed=seed)]
-        files[f"{name}_src"] = write_lines(d / f"{name}.src", [s for s, _ in pairs])
-        files[f"{name}_tgt"] = write_lines(d / f"{name}.tgt", [t for _, t in pairs])
-    seqtool.train("translate-tiny", out=d / "run", data=files, device="cpu")
-    return seqtool.load(d / "run", task="translate", device="cpu")
+    return seqtool.load(train_date_translator(d, d / "run"), task="translate", device="cpu")
 
 
 def test_translate_equals_the_cli(translator):
